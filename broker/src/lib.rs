@@ -1,4 +1,163 @@
-//! Tideway broker library: the Kafka wire protocol server, the partition log,
-//! topic metadata and the HTTP health/metrics endpoint. `main.rs` only parses
-//! the command line and calls [`run`].
+//! Tideway broker: a Kafka-compatible message broker.
+//!
+//! - [`server`]: the Kafka listener, framing, dispatch, error codes;
+//! - [`handlers`]: one file per API family;
+//! - [`broker`]: state and decisions shared by the handlers;
+//! - [`log`]: partitions as segmented logs on disk;
+//! - [`metadata`]: topics and configs as explicit records;
+//! - [`http`] and [`metrics`]: `/livez`, `/readyz`, `/metrics`.
+//!
+//! `main.rs` parses the command line and calls [`run`].
+
+pub mod broker;
+pub mod config;
+pub mod handlers;
+pub mod http;
 pub mod log;
+pub mod metadata;
+pub mod metrics;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::{Broker, StartError};
+use crate::config::BrokerConfig;
+use crate::log::FsyncPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{flag} {addr}: cannot listen: {source}")]
+    Bind { flag: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("the start-up task failed: {0}")]
+    StartTask(String),
+}
+
+/// A running broker, for `main` and for tests that embed one.
+pub struct Running {
+    pub broker: Arc<Broker>,
+    pub kafka_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    stopping: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Graceful stop: stop accepting, finish in-flight requests, close the
+    /// logs and mark the shutdown clean.
+    pub async fn stop(mut self) {
+        let _ = self.stopping.send(true);
+        // In-flight requests get a bounded time; a straggler only costs a recovery scan.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        let broker = self.broker.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || broker.close()).await;
+    }
+}
+
+/// Starts a broker: HTTP first (live, not ready), then recovery, then the
+/// Kafka listener; ready once both are up.
+pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| RunError::Bind { flag: "--http-listen", addr: config.http_listen, source })?;
+    let http_addr = http_listener.local_addr().map_err(|source| RunError::Bind { flag: "--http-listen", addr: config.http_listen, source })?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stopping, stopping_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let http_state = http::HttpState { broker: Arc::new(std::sync::OnceLock::new()), ready: ready.clone() };
+    {
+        let state = http_state.clone();
+        let mut rx = stopping_rx.clone();
+        tasks.spawn(async move {
+            let shutdown = async move { stopped(&mut rx).await };
+            if let Err(e) = http::serve(http_listener, state, shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    tracing::info!(%http_addr, "HTTP endpoint up (/livez, /readyz, /metrics)");
+
+    let listen = config.listen;
+    let advertised = config.advertised_address.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .map_err(|e| RunError::StartTask(e.to_string()))??;
+    let broker = Arc::new(broker);
+    let _ = http_state.broker.set(broker.clone());
+
+    let listener = TcpListener::bind(listen).await.map_err(|source| RunError::Bind { flag: "--listen", addr: listen, source })?;
+    let kafka_addr = listener.local_addr().map_err(|source| RunError::Bind { flag: "--listen", addr: listen, source })?;
+    let (host, port) = advertised.unwrap_or_else(|| (kafka_addr.ip().to_string(), kafka_addr.port()));
+    broker.set_advertised(host.clone(), port);
+    tasks.spawn(server::serve(broker.clone(), listener, stopping_rx.clone()));
+    spawn_background(&mut tasks, &broker, &stopping_rx);
+    ready.store(true, Ordering::Release);
+    tracing::info!(%kafka_addr, advertised = %format!("{host}:{port}"), node_id = broker.node_id(), "Kafka listener up; broker ready");
+    Ok(Running { broker, kafka_addr, http_addr, stopping, tasks })
+}
+
+/// Retention and, with `--fsync interval`, the flush timer.
+fn spawn_background(tasks: &mut tokio::task::JoinSet<()>, broker: &Arc<Broker>, stopping: &watch::Receiver<bool>) {
+    let every = |period: Duration, job: fn(&Broker)| {
+        let broker = broker.clone();
+        let mut stopping = stopping.clone();
+        async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let b = broker.clone();
+                        let _ = tokio::task::spawn_blocking(move || job(&b)).await;
+                    }
+                    _ = stopped(&mut stopping) => return,
+                }
+            }
+        }
+    };
+    tasks.spawn(every(broker.config.retention_check_interval, Broker::enforce_retention));
+    if let FsyncPolicy::Interval(period) = broker.config.log_defaults.fsync {
+        tasks.spawn(every(period, Broker::flush_all));
+    }
+}
+
+/// Resolves once `stopping` turns true (or its sender is gone).
+pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// Runs until SIGTERM or SIGINT, then stops gracefully.
+pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

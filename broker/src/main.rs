@@ -1,1 +1,33 @@
-fn main() {}
+//! `tideway-broker`: parses flags (and TIDEWAY_* variables), sets up
+//! logging and runs the broker until SIGTERM/SIGINT.
+
+use clap::Parser;
+use tideway_broker::config::{Args, BrokerConfig};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = match EnvFilter::try_new(&args.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: invalid value '{}' for '--log': {e}", args.log);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let config = BrokerConfig::from_args(&args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tideway_broker::run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Command line and environment configuration, parsed once into typed
+//! settings and validated at start-up. Every flag has a `TIDEWAY_*`
+//! environment variable; a bad value fails fast with a message naming the
+//! flag (clap does that for parse errors, [`BrokerConfig::from_args`] for
+//! cross-field checks).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::log::{FsyncPolicy, LogConfig};
+
+/// Tideway: a Kafka-compatible message broker. With no flags it runs a
+/// single-node broker on 127.0.0.1:9092 with its data in ./data.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tideway-broker", version, about)]
+pub struct Args {
+    /// This broker's id in the cluster.
+    #[arg(long, env = "TIDEWAY_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    pub node_id: i32,
+
+    /// Directory holding partition logs and metadata; created if missing.
+    #[arg(long, env = "TIDEWAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the Kafka listener (port 0 picks a free port).
+    #[arg(long, env = "TIDEWAY_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// host:port that clients are told to connect to; defaults to the bound listen address.
+    #[arg(long, env = "TIDEWAY_ADVERTISED_ADDRESS", value_parser = parse_host_port)]
+    pub advertised_address: Option<(String, u16)>,
+
+    /// Address of the HTTP server for /livez, /readyz and /metrics.
+    #[arg(long, env = "TIDEWAY_HTTP_LISTEN", default_value = "127.0.0.1:9644")]
+    pub http_listen: SocketAddr,
+
+    /// Partitions of an auto-created topic, and of CreateTopics asking for the default (-1).
+    #[arg(long, env = "TIDEWAY_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub default_partitions: i32,
+
+    /// Create a topic when a client asks for an unknown one in Metadata or Produce.
+    #[arg(long, env = "TIDEWAY_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub auto_create_topics: bool,
+
+    /// Roll a segment once it holds this many bytes (topic config segment.bytes).
+    #[arg(long, env = "TIDEWAY_SEGMENT_BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(14..=(i32::MAX as u64)))]
+    pub segment_bytes: u64,
+
+    /// Roll a segment once its first record is this old (topic config segment.ms).
+    #[arg(long, env = "TIDEWAY_SEGMENT_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub segment_ms: i64,
+
+    /// Delete log segments older than this; -1 keeps them forever (retention.ms).
+    #[arg(long, env = "TIDEWAY_RETENTION_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true)]
+    pub retention_ms: i64,
+
+    /// Delete the oldest segments while a partition is larger than this; -1 is no limit (retention.bytes).
+    #[arg(long, env = "TIDEWAY_RETENTION_BYTES", default_value_t = -1, value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true)]
+    pub retention_bytes: i64,
+
+    /// How often retention is enforced.
+    #[arg(long, env = "TIDEWAY_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_check_interval_ms: u64,
+
+    /// Largest record batch accepted (max.message.bytes).
+    #[arg(long, env = "TIDEWAY_MAX_MESSAGE_BYTES", default_value_t = 1_048_588, value_parser = clap::value_parser!(u32).range(64..=(i32::MAX as i64)))]
+    pub max_message_bytes: u32,
+
+    /// Largest request frame accepted; larger frames close the connection.
+    #[arg(long, env = "TIDEWAY_MAX_REQUEST_BYTES", default_value_t = 104_857_600, value_parser = clap::value_parser!(u32).range(1024..=(i32::MAX as i64)))]
+    pub max_request_bytes: u32,
+
+    /// When appends reach stable storage: always (before the ack), interval
+    /// (every --fsync-interval-ms), never (left to the OS). See docs/architecture.md.
+    #[arg(long, env = "TIDEWAY_FSYNC", value_enum, default_value_t = FsyncMode::Interval)]
+    pub fsync: FsyncMode,
+
+    /// Flush period for --fsync interval.
+    #[arg(long, env = "TIDEWAY_FSYNC_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fsync_interval_ms: u64,
+
+    /// Log filter in tracing's EnvFilter syntax (e.g. info, tideway_broker=debug).
+    #[arg(long, env = "TIDEWAY_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncMode {
+    Always,
+    Interval,
+    Never,
+}
+
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("'{s}' has an empty host"));
+    }
+    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
+    if port == 0 {
+        return Err("port 0 cannot be advertised".into());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The validated broker settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertised_address: Option<(String, u16)>,
+    pub http_listen: SocketAddr,
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+    /// Defaults for every partition log; topic configs override them.
+    pub log_defaults: LogConfig,
+    pub retention_check_interval: Duration,
+    pub max_request_bytes: usize,
+}
+
+impl BrokerConfig {
+    pub fn from_args(args: &Args) -> Self {
+        let fsync = match args.fsync {
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_millis(args.fsync_interval_ms)),
+            FsyncMode::Never => FsyncPolicy::Never,
+        };
+        Self {
+            node_id: args.node_id,
+            data_dir: args.data_dir.clone(),
+            listen: args.listen,
+            advertised_address: args.advertised_address.clone(),
+            http_listen: args.http_listen,
+            default_partitions: args.default_partitions,
+            auto_create_topics: args.auto_create_topics,
+            log_defaults: LogConfig {
+                segment_bytes: args.segment_bytes,
+                segment_ms: args.segment_ms,
+                retention_ms: args.retention_ms,
+                retention_bytes: args.retention_bytes,
+                max_message_bytes: args.max_message_bytes as usize,
+                fsync,
+                ..LogConfig::default()
+            },
+            retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
+            max_request_bytes: args.max_request_bytes as usize,
+        }
+    }
+
+    /// A config for tests: everything default, data in `data_dir`, ports chosen by the OS.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut args = Args::parse_from(["tideway-broker"]);
+        args.data_dir = data_dir;
+        args.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        args.http_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::from_args(&args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_single_node_embedded_broker() {
+        let args = Args::try_parse_from(["tideway-broker"]).expect("defaults parse");
+        assert_eq!(args.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(args.http_listen.to_string(), "127.0.0.1:9644");
+        assert_eq!(args.data_dir, PathBuf::from("./data"));
+        assert!(args.auto_create_topics);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (flag, value) in [
+            ("--fsync", "sometimes"),
+            ("--listen", "notanaddress"),
+            ("--segment-bytes", "-5"),
+            ("--retention-ms", "-2"),
+            ("--advertised-address", "nohost"),
+        ] {
+            let err = Args::try_parse_from(["tideway-broker", flag, value]).expect_err(flag);
+            assert!(err.to_string().contains(flag), "{flag}: {err}");
+        }
+    }
+
+    #[test]
+    fn auto_create_topics_takes_an_explicit_value() {
+        let args = Args::try_parse_from(["tideway-broker", "--auto-create-topics=false"]).expect("parses");
+        assert!(!args.auto_create_topics);
+    }
+}

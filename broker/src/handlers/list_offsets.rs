@@ -1,0 +1,53 @@
+//! ListOffsets: earliest, latest, max-timestamp and by-timestamp lookups.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+
+use crate::broker::Broker;
+use crate::log::TimestampOffset;
+use crate::server::errors::log_error_code;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let reply = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let Some(partition) = broker.partition(topic.name.as_str(), p.partition_index) else {
+                        return reply.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let log = partition.log();
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some(TimestampOffset { timestamp: -1, offset: log.log_end_offset() })),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some(TimestampOffset { timestamp: -1, offset: log.log_start_offset() })),
+                        MAX_TIMESTAMP => log.max_timestamp(),
+                        ts if ts >= 0 => log.offset_for_timestamp(ts),
+                        _ => return reply.with_error_code(ResponseError::InvalidRequest.code()),
+                    };
+                    match found {
+                        Ok(Some(found)) => reply.with_timestamp(found.timestamp).with_offset(found.offset).with_leader_epoch(0),
+                        // No record at or after the timestamp: Kafka answers -1/-1.
+                        Ok(None) => reply.with_timestamp(-1).with_offset(-1),
+                        Err(e) => reply.with_error_code(log_error_code(&e)),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

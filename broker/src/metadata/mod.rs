@@ -1,0 +1,155 @@
+//! Cluster metadata: topics, their partitions and configs.
+//!
+//! Every change is an explicit [`MetadataRecord`] applied to a pure
+//! [`MetadataImage`]; a [`MetadataStore`] makes records durable and returns
+//! the image. Today the store is a local append-only file
+//! ([`local::LocalStore`]); the Raft quorum of the replication work replaces
+//! it behind the same trait. Validation of names and configs lives in
+//! [`topic_config`] and [`validate_topic_name`], shared by every API that
+//! creates or alters topics.
+
+pub mod local;
+pub mod topic_config;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use topic_config::{TopicConfigError, TopicConfigs};
+
+/// A state change of the cluster metadata. Records are persisted as JSON
+/// lines; never change a variant's meaning, add new ones instead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataRecord {
+    /// Written once, when a data directory is first used.
+    ClusterCreated { cluster_id: String },
+    TopicCreated { name: String, topic_id: Uuid, partitions: i32, configs: BTreeMap<String, String> },
+    PartitionsAdded { name: String, partitions: i32 },
+    /// The complete set of topic-level overrides after the change.
+    TopicConfigsReplaced { name: String, configs: BTreeMap<String, String> },
+    TopicDeleted { name: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: i32,
+    /// Topic-level overrides only; broker defaults fill the rest.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The metadata state: what every record so far adds up to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetadataImage {
+    pub cluster_id: String,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+impl MetadataImage {
+    /// Applies one record. Records were validated before they were written,
+    /// so applying never fails; a record about an unknown topic is ignored.
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        match record {
+            MetadataRecord::ClusterCreated { cluster_id } => self.cluster_id = cluster_id.clone(),
+            MetadataRecord::TopicCreated { name, topic_id, partitions, configs } => {
+                self.topics.insert(
+                    name.clone(),
+                    TopicMeta { name: name.clone(), topic_id: *topic_id, partitions: *partitions, configs: configs.clone() },
+                );
+            }
+            MetadataRecord::PartitionsAdded { name, partitions } => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.partitions = (*partitions).max(t.partitions);
+                }
+            }
+            MetadataRecord::TopicConfigsReplaced { name, configs } => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.configs = configs.clone();
+                }
+            }
+            MetadataRecord::TopicDeleted { name } => {
+                self.topics.remove(name);
+            }
+        }
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicMeta> {
+        self.topics.values().find(|t| t.topic_id == id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("storage error while {action} {path}: {source}")]
+    Storage {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata record {line} of {path} is unreadable: {reason}")]
+    CorruptRecord { path: std::path::PathBuf, line: usize, reason: String },
+}
+
+/// Durable home of the metadata records.
+pub trait MetadataStore: Send + Sync {
+    /// The image after every record committed so far.
+    fn image(&self) -> MetadataImage;
+    /// Makes `records` durable, in order and atomically as a group, and
+    /// applies them; returns the new image.
+    fn commit(&self, records: Vec<MetadataRecord>) -> Result<MetadataImage, MetadataError>;
+}
+
+/// Why a topic name is invalid (Kafka's rules: 1..=249 characters of
+/// `[a-zA-Z0-9._-]`, not `.` or `..`).
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name '{name}' is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("topic name '{name}' contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["orders", "a.b_c-D9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "bad topic!", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_add_up_to_the_image() {
+        let mut image = MetadataImage::default();
+        let id = Uuid::new_v4();
+        for r in [
+            MetadataRecord::TopicCreated { name: "t".into(), topic_id: id, partitions: 2, configs: BTreeMap::new() },
+            MetadataRecord::PartitionsAdded { name: "t".into(), partitions: 5 },
+            MetadataRecord::TopicConfigsReplaced { name: "t".into(), configs: [("retention.ms".into(), "5".into())].into() },
+        ] {
+            image.apply(&r);
+        }
+        let t = &image.topics["t"];
+        assert_eq!((t.partitions, t.configs["retention.ms"].as_str()), (5, "5"));
+        assert_eq!(image.topic_by_id(id).map(|t| t.name.as_str()), Some("t"));
+        image.apply(&MetadataRecord::TopicDeleted { name: "t".into() });
+        assert!(image.topics.is_empty());
+    }
+}

@@ -1,0 +1,41 @@
+//! The Kafka listener: accepts connections and serves each on its own task
+//! ([`connection`]); frames are decoded and routed in [`dispatch`].
+
+pub mod connection;
+pub mod dispatch;
+pub mod errors;
+pub mod versions;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+
+/// Accepts connections until `stopping` turns true, then waits for open
+/// connections to finish their in-flight requests.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut stopping: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    let for_connections = stopping.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection::serve(broker.clone(), stream, peer, for_connections.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: keep serving the others.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = crate::stopped(&mut stopping) => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}

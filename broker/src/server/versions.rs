@@ -1,0 +1,41 @@
+//! The APIs and versions this broker advertises in ApiVersions and accepts.
+//! Only what is implemented, as contiguous ranges that include Kafka 4's
+//! floors (see ../shared/reference/kafka-broker.md).
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, metric label, min version, max version).
+pub const SUPPORTED: &[(ApiKey, &str, i16, i16)] = &[
+    (ApiKey::Produce, "produce", 3, 12),
+    (ApiKey::Fetch, "fetch", 4, 16),
+    (ApiKey::ListOffsets, "list_offsets", 1, 8),
+    (ApiKey::Metadata, "metadata", 0, 12),
+    (ApiKey::ApiVersions, "api_versions", 0, 4),
+    (ApiKey::CreateTopics, "create_topics", 2, 7),
+    (ApiKey::DeleteTopics, "delete_topics", 1, 6),
+    (ApiKey::DescribeConfigs, "describe_configs", 1, 4),
+    (ApiKey::CreatePartitions, "create_partitions", 0, 3),
+    (ApiKey::IncrementalAlterConfigs, "incremental_alter_configs", 0, 1),
+];
+
+/// The supported range and metric label of `key`, if it is supported at all.
+pub fn lookup(key: ApiKey) -> Option<(&'static str, i16, i16)> {
+    SUPPORTED.iter().find(|(k, ..)| *k == key).map(|&(_, name, min, max)| (name, min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+
+    /// Every advertised range lies within what the codec crate can decode.
+    #[test]
+    fn advertised_ranges_are_decodable() {
+        for &(key, name, min, max) in SUPPORTED {
+            let codec = key.valid_versions();
+            assert!(min <= max && codec.min <= min && max <= codec.max, "{name}: {min}..={max} vs {codec}");
+        }
+        assert_eq!(ProduceRequest::VERSIONS.min, 3);
+    }
+}
