@@ -15,17 +15,22 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
-use crate::log::{AppendInfo, FsyncPolicy, LogError, PartitionLog};
+use crate::log::{AppendInfo, FsyncPolicy, LogError};
 use crate::metadata::local::LocalStore;
 use crate::metadata::topic_config::{self, TopicConfigError};
-use crate::metadata::{validate_topic_name, MetadataError, MetadataImage, MetadataRecord, MetadataStore, TopicConfigs, TopicMeta};
+use crate::metadata::{
+    MetadataError, MetadataImage, MetadataRecord, MetadataStore, TopicConfigs, TopicMeta,
+    validate_topic_name,
+};
 use crate::metrics::Metrics;
+pub use crate::partition::{AppendError, Partition};
 
 const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
 const LOCK_FILE: &str = ".lock";
@@ -33,7 +38,10 @@ const PARTITIONS_DIR: &str = "partitions";
 const METADATA_DIR: &str = "metadata";
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +53,11 @@ pub enum StartError {
     #[error("loading metadata: {0}")]
     LoadMetadata(#[from] MetadataError),
     #[error("opening partition {topic}-{partition}: {source}")]
-    OpenPartition { topic: String, partition: i32, source: LogError },
+    OpenPartition {
+        topic: String,
+        partition: i32,
+        source: LogError,
+    },
 }
 
 /// Why a topic operation was refused. Mapped to Kafka error codes in
@@ -69,22 +81,11 @@ pub enum TopicError {
     #[error("committing metadata: {0}")]
     Commit(#[from] MetadataError),
     #[error("creating the log of {topic}-{partition}: {source}")]
-    CreateLog { topic: String, partition: i32, source: LogError },
-}
-
-/// One partition replica hosted here.
-pub struct Partition {
-    pub topic: String,
-    pub index: i32,
-    log: Mutex<PartitionLog>,
-}
-
-impl Partition {
-    /// The log, even if a panicking holder poisoned the lock: the log's own
-    /// invariants do not depend on the panicking caller.
-    pub fn log(&self) -> MutexGuard<'_, PartitionLog> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    CreateLog {
+        topic: String,
+        partition: i32,
+        source: LogError,
+    },
 }
 
 type PartitionKey = (String, i32);
@@ -98,6 +99,8 @@ pub struct Broker {
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// Serialises topic lifecycle changes (create/delete/alter); the data path never takes it.
     topic_changes: Mutex<()>,
+    /// (next producer id, end of the reserved block).
+    producer_ids: Mutex<(i64, i64)>,
     /// Bumped after every append, waking long-polling fetches.
     appended: watch::Sender<u64>,
     pub metrics: Metrics,
@@ -116,9 +119,11 @@ impl Broker {
         if dir.exists() && !dir.is_dir() {
             return Err(data_dir_error(&dir, "is not a directory"));
         }
-        fs::create_dir_all(&dir).map_err(|e| data_dir_error(&dir, format!("cannot be created: {e}")))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| data_dir_error(&dir, format!("cannot be created: {e}")))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = File::create(&lock_path).map_err(|e| data_dir_error(&dir, format!("is not writable: {e}")))?;
+        let lock = File::create(&lock_path)
+            .map_err(|e| data_dir_error(&dir, format!("is not writable: {e}")))?;
         if lock.try_lock().is_err() {
             return Err(StartError::DataDirLocked(dir, lock_path));
         }
@@ -126,31 +131,45 @@ impl Broker {
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let recover = !marker.exists();
         if !recover {
-            fs::remove_file(&marker).map_err(|e| data_dir_error(&dir, format!("cannot remove {}: {e}", marker.display())))?;
+            fs::remove_file(&marker).map_err(|e| {
+                data_dir_error(&dir, format!("cannot remove {}: {e}", marker.display()))
+            })?;
         }
         tracing::info!(data_dir = %dir.display(), recover, "opening data directory");
         // 3. Metadata, orphan clean-up, partition logs.
         let store = LocalStore::open(&dir.join(METADATA_DIR))?;
         let image = store.image();
         let partitions_dir = dir.join(PARTITIONS_DIR);
-        fs::create_dir_all(&partitions_dir).map_err(|e| data_dir_error(&dir, format!("cannot create {}: {e}", partitions_dir.display())))?;
+        fs::create_dir_all(&partitions_dir).map_err(|e| {
+            data_dir_error(
+                &dir,
+                format!("cannot create {}: {e}", partitions_dir.display()),
+            )
+        })?;
         remove_orphan_partitions(&partitions_dir, &image);
         let mut partitions = HashMap::new();
         for topic in image.topics.values() {
-            let configs = TopicConfigs { defaults: &config.log_defaults, overrides: &topic.configs };
+            let configs = TopicConfigs {
+                defaults: &config.log_defaults,
+                overrides: &topic.configs,
+            };
             for index in 0..topic.partitions {
                 let path = partitions_dir.join(format!("{}-{index}", topic.name));
-                let log = PartitionLog::open(&path, configs.log_config(), recover)
-                    .map_err(|source| StartError::OpenPartition { topic: topic.name.clone(), partition: index, source })?;
-                partitions.insert(
-                    (topic.name.clone(), index),
-                    Arc::new(Partition { topic: topic.name.clone(), index, log: Mutex::new(log) }),
-                );
+                let partition =
+                    Partition::open(&topic.name, index, &path, configs.log_config(), recover)
+                        .map_err(|source| StartError::OpenPartition {
+                            topic: topic.name.clone(),
+                            partition: index,
+                            source,
+                        })?;
+                partitions.insert((topic.name.clone(), index), Arc::new(partition));
             }
         }
         let advertised = (config.listen.ip().to_string(), config.listen.port());
         let metrics = Metrics::new();
+        let reserved = image.producer_ids_reserved_up_to;
         let broker = Self {
+            producer_ids: Mutex::new((reserved, reserved)),
             config,
             advertised: RwLock::new(advertised),
             store: Box::new(store),
@@ -170,7 +189,10 @@ impl Broker {
     }
 
     pub fn advertised(&self) -> (String, u16) {
-        self.advertised.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.advertised
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn node_id(&self) -> i32 {
@@ -183,19 +205,34 @@ impl Broker {
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), index)).cloned()
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic.to_string(), index))
+            .cloned()
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn topic_configs<'a>(&'a self, topic: &'a TopicMeta) -> TopicConfigs<'a> {
-        TopicConfigs { defaults: &self.config.log_defaults, overrides: &topic.configs }
+        TopicConfigs {
+            defaults: &self.config.log_defaults,
+            overrides: &topic.configs,
+        }
     }
 
     fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
-        self.config.data_dir.join(PARTITIONS_DIR).join(format!("{topic}-{index}"))
+        self.config
+            .data_dir
+            .join(PARTITIONS_DIR)
+            .join(format!("{topic}-{index}"))
     }
 
     fn lock_topic_changes(&self) -> MutexGuard<'_, ()> {
@@ -220,9 +257,15 @@ impl Broker {
         if self.image().topics.contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        let partitions = if partitions == -1 { self.config.default_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            self.config.default_partitions
+        } else {
+            partitions
+        };
         if !(1..=100_000).contains(&partitions) {
-            return Err(TopicError::InvalidPartitions(format!("partitions must be from 1 to 100000, got {partitions}")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "partitions must be from 1 to 100000, got {partitions}"
+            )));
         }
         if replication_factor != -1 && replication_factor != 1 {
             return Err(TopicError::InvalidReplicationFactor(format!(
@@ -232,7 +275,9 @@ impl Broker {
         for (k, v) in configs {
             topic_config::validate_entry(k, v)?;
         }
-        if let Some(min_isr) = configs.get("min.insync.replicas").and_then(|v| v.parse::<i32>().ok())
+        if let Some(min_isr) = configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<i32>().ok())
             && min_isr > 1
         {
             return Err(TopicError::InvalidReplicationFactor(format!(
@@ -251,10 +296,20 @@ impl Broker {
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta, TopicError> {
         let _guard = self.lock_topic_changes();
-        let partitions = self.validate_create_topic(name, partitions, replication_factor, &configs)?;
+        let partitions =
+            self.validate_create_topic(name, partitions, replication_factor, &configs)?;
         let topic_id = uuid::Uuid::new_v4();
-        let image = self.commit(vec![MetadataRecord::TopicCreated { name: name.to_string(), topic_id, partitions, configs }])?;
-        let topic = image.topics.get(name).cloned().ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let image = self.commit(vec![MetadataRecord::TopicCreated {
+            name: name.to_string(),
+            topic_id,
+            partitions,
+            configs,
+        }])?;
+        let topic = image
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         self.open_partitions(&topic, 0)?;
         tracing::info!(topic = name, partitions, "topic created");
         Ok(topic)
@@ -268,12 +323,16 @@ impl Broker {
             if dir.exists() {
                 let _ = fs::remove_dir_all(&dir);
             }
-            let log = PartitionLog::open(&dir, log_config.clone(), false)
-                .map_err(|source| TopicError::CreateLog { topic: topic.name.clone(), partition: index, source })?;
-            self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(
-                (topic.name.clone(), index),
-                Arc::new(Partition { topic: topic.name.clone(), index, log: Mutex::new(log) }),
-            );
+            let partition = Partition::open(&topic.name, index, &dir, log_config.clone(), false)
+                .map_err(|source| TopicError::CreateLog {
+                    topic: topic.name.clone(),
+                    partition: index,
+                    source,
+                })?;
+            self.partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((topic.name.clone(), index), Arc::new(partition));
         }
         Ok(())
     }
@@ -285,7 +344,9 @@ impl Broker {
         if !self.image().topics.contains_key(name) {
             return Err(TopicError::Unknown(name.to_string()));
         }
-        self.commit(vec![MetadataRecord::TopicDeleted { name: name.to_string() }])?;
+        self.commit(vec![MetadataRecord::TopicDeleted {
+            name: name.to_string(),
+        }])?;
         let removed: Vec<Arc<Partition>> = {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             let keys: Vec<PartitionKey> = map.keys().filter(|(t, _)| t == name).cloned().collect();
@@ -304,9 +365,16 @@ impl Broker {
     }
 
     /// Checks a partition count increase without doing it.
-    pub fn validate_create_partitions(&self, name: &str, count: i32) -> Result<TopicMeta, TopicError> {
+    pub fn validate_create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+    ) -> Result<TopicMeta, TopicError> {
         let image = self.image();
-        let topic = image.topics.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = image
+            .topics
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         if count <= topic.partitions {
             return Err(TopicError::InvalidPartitions(format!(
                 "topic '{name}' has {} partitions; the new count {count} must be larger",
@@ -314,7 +382,9 @@ impl Broker {
             )));
         }
         if count > 100_000 {
-            return Err(TopicError::InvalidPartitions(format!("partitions must be at most 100000, got {count}")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "partitions must be at most 100000, got {count}"
+            )));
         }
         Ok(topic.clone())
     }
@@ -322,16 +392,33 @@ impl Broker {
     pub fn create_partitions(&self, name: &str, count: i32) -> Result<(), TopicError> {
         let _guard = self.lock_topic_changes();
         let before = self.validate_create_partitions(name, count)?;
-        let image = self.commit(vec![MetadataRecord::PartitionsAdded { name: name.to_string(), partitions: count }])?;
-        let topic = image.topics.get(name).cloned().ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let image = self.commit(vec![MetadataRecord::PartitionsAdded {
+            name: name.to_string(),
+            partitions: count,
+        }])?;
+        let topic = image
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         self.open_partitions(&topic, before.partitions)?;
-        tracing::info!(topic = name, from = before.partitions, to = count, "partitions added");
+        tracing::info!(
+            topic = name,
+            from = before.partitions,
+            to = count,
+            "partitions added"
+        );
         Ok(())
     }
 
     /// Replaces a topic's overrides (after validating each) and applies the
     /// resulting log settings to its partitions.
-    pub fn replace_topic_configs(&self, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), TopicError> {
+    pub fn replace_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _guard = self.lock_topic_changes();
         if !self.image().topics.contains_key(name) {
             return Err(TopicError::Unknown(name.to_string()));
@@ -339,7 +426,9 @@ impl Broker {
         for (k, v) in &configs {
             topic_config::validate_entry(k, v)?;
         }
-        if let Some(min_isr) = configs.get("min.insync.replicas").and_then(|v| v.parse::<i32>().ok())
+        if let Some(min_isr) = configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<i32>().ok())
             && min_isr > 1
         {
             return Err(TopicError::InvalidReplicationFactor(format!(
@@ -349,7 +438,10 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let image = self.commit(vec![MetadataRecord::TopicConfigsReplaced { name: name.to_string(), configs }])?;
+        let image = self.commit(vec![MetadataRecord::TopicConfigsReplaced {
+            name: name.to_string(),
+            configs,
+        }])?;
         if let Some(topic) = image.topics.get(name) {
             let log_config = self.topic_configs(topic).log_config();
             for index in 0..topic.partitions {
@@ -361,25 +453,40 @@ impl Broker {
         Ok(())
     }
 
+    /// A producer id never handed out before, also across restarts: ids are
+    /// reserved in blocks through the metadata store.
+    pub fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+        const BLOCK: i64 = 1000;
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.0 >= ids.1 {
+            let up_to = ids.0 + BLOCK;
+            self.commit(vec![MetadataRecord::ProducerIdsReserved { up_to }])?;
+            ids.1 = up_to;
+        }
+        ids.0 += 1;
+        Ok(ids.0 - 1)
+    }
+
     /// Appends a produce payload to one partition and wakes waiting fetches.
     pub async fn append(
         &self,
         partition: &Arc<Partition>,
         records: Bytes,
         log_append_time: bool,
-    ) -> Result<AppendInfo, LogError> {
+    ) -> Result<AppendInfo, AppendError> {
         let records = BytesMut::from(records);
         let bytes = records.len() as u64;
         let p = partition.clone();
-        let run = move || {
-            let mut log = p.log();
-            let info = log.append(records, 0, log_append_time, now_ms())?;
-            Ok::<_, LogError>((info, log.log_end_offset()))
-        };
+        let run = move || p.append(records, log_append_time, now_ms());
         // An fsync per append blocks: keep it off the async workers.
         let result = if self.config.log_defaults.fsync == FsyncPolicy::Always {
             tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
-                Err(LogError::Storage { action: "appending to", path: PathBuf::new(), source: std::io::Error::other(e) })
+                Err(LogError::Storage {
+                    action: "appending to",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e),
+                }
+                .into())
             })
         } else {
             run()
@@ -387,10 +494,16 @@ impl Broker {
         match &result {
             Ok((info, leo)) => {
                 let records = (info.last_offset - info.base_offset + 1) as u64;
-                self.metrics.record_produce(&partition.topic, partition.index, bytes, records, *leo);
+                self.metrics.record_produce(
+                    &partition.topic,
+                    partition.index,
+                    bytes,
+                    records,
+                    *leo,
+                );
                 self.appended.send_modify(|v| *v = v.wrapping_add(1));
             }
-            Err(LogError::Storage { .. }) => self.metrics.storage_error(),
+            Err(AppendError::Log(LogError::Storage { .. })) => self.metrics.storage_error(),
             Err(_) => {}
         }
         result.map(|(info, _)| info)
@@ -414,7 +527,9 @@ impl Broker {
             let result = p.log().enforce_retention(now_ms());
             match result {
                 Ok(0) => {}
-                Ok(n) => tracing::debug!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
+                Ok(n) => {
+                    tracing::debug!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments")
+                }
                 Err(e) => {
                     self.metrics.storage_error();
                     tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
@@ -434,26 +549,24 @@ impl Broker {
         }
     }
 
-    /// Closes every log and, when all closed cleanly, writes the
-    /// clean-shutdown marker so the next start skips recovery.
+    /// Snapshots every partition's idempotent producer state.
+    pub fn snapshot_producers(&self) {
+        for p in self.all_partitions() {
+            if let Err(e) = p.snapshot_producers(now_ms()) {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "producer state snapshot failed");
+            }
+        }
+    }
+
+    /// Flushes every log and fences it against further appends; when all
+    /// flushed cleanly, writes the clean-shutdown marker so the next start
+    /// skips recovery.
     pub fn close(&self) {
-        let partitions: Vec<Arc<Partition>> =
-            self.partitions.write().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
         let mut clean = true;
-        for p in partitions {
-            match Arc::try_unwrap(p) {
-                Ok(p) => {
-                    let log = p.log.into_inner().unwrap_or_else(|e| e.into_inner());
-                    if let Err(e) = log.close() {
-                        clean = false;
-                        tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing partition failed");
-                    }
-                }
-                Err(p) => {
-                    // Still referenced by an in-flight request: flush, but the next start recovers.
-                    clean = false;
-                    let _ = p.log().flush();
-                }
+        for p in self.all_partitions() {
+            if let Err(e) = p.close() {
+                clean = false;
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing partition failed");
             }
         }
         if clean {
@@ -468,13 +581,17 @@ impl Broker {
 
 /// Removes partition directories of topics that no longer exist.
 fn remove_orphan_partitions(dir: &Path, image: &MetadataImage) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let known = name
             .rsplit_once('-')
             .and_then(|(topic, idx)| Some((topic, idx.parse::<i32>().ok()?)))
-            .is_some_and(|(topic, idx)| image.topics.get(topic).is_some_and(|t| idx < t.partitions));
+            .is_some_and(|(topic, idx)| {
+                image.topics.get(topic).is_some_and(|t| idx < t.partitions)
+            });
         if !known {
             tracing::warn!(dir = %entry.path().display(), "removing the directory of a deleted partition");
             let _ = fs::remove_dir_all(entry.path());

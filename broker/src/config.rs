@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::group::state::GroupConfig;
 use crate::log::{FsyncPolicy, LogConfig};
 
 /// Tideway: a Kafka-compatible message broker. With no flags it runs a
@@ -18,7 +19,7 @@ use crate::log::{FsyncPolicy, LogConfig};
 #[command(name = "tideway-broker", version, about)]
 pub struct Args {
     /// This broker's id in the cluster.
-    #[arg(long, env = "TIDEWAY_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    #[arg(long, env = "TIDEWAY_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..), allow_negative_numbers = true)]
     pub node_id: i32,
 
     /// Directory holding partition logs and metadata; created if missing.
@@ -38,7 +39,7 @@ pub struct Args {
     pub http_listen: SocketAddr,
 
     /// Partitions of an auto-created topic, and of CreateTopics asking for the default (-1).
-    #[arg(long, env = "TIDEWAY_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    #[arg(long, env = "TIDEWAY_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000), allow_negative_numbers = true)]
     pub default_partitions: i32,
 
     /// Create a topic when a client asks for an unknown one in Metadata or Produce.
@@ -46,11 +47,11 @@ pub struct Args {
     pub auto_create_topics: bool,
 
     /// Roll a segment once it holds this many bytes (topic config segment.bytes).
-    #[arg(long, env = "TIDEWAY_SEGMENT_BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(14..=(i32::MAX as u64)))]
+    #[arg(long, env = "TIDEWAY_SEGMENT_BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(14..=(i32::MAX as u64)), allow_negative_numbers = true)]
     pub segment_bytes: u64,
 
     /// Roll a segment once its first record is this old (topic config segment.ms).
-    #[arg(long, env = "TIDEWAY_SEGMENT_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, env = "TIDEWAY_SEGMENT_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(1..), allow_negative_numbers = true)]
     pub segment_ms: i64,
 
     /// Delete log segments older than this; -1 keeps them forever (retention.ms).
@@ -62,15 +63,15 @@ pub struct Args {
     pub retention_bytes: i64,
 
     /// How often retention is enforced.
-    #[arg(long, env = "TIDEWAY_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "TIDEWAY_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub retention_check_interval_ms: u64,
 
     /// Largest record batch accepted (max.message.bytes).
-    #[arg(long, env = "TIDEWAY_MAX_MESSAGE_BYTES", default_value_t = 1_048_588, value_parser = clap::value_parser!(u32).range(64..=(i32::MAX as i64)))]
+    #[arg(long, env = "TIDEWAY_MAX_MESSAGE_BYTES", default_value_t = 1_048_588, value_parser = clap::value_parser!(u32).range(64..=(i32::MAX as i64)), allow_negative_numbers = true)]
     pub max_message_bytes: u32,
 
     /// Largest request frame accepted; larger frames close the connection.
-    #[arg(long, env = "TIDEWAY_MAX_REQUEST_BYTES", default_value_t = 104_857_600, value_parser = clap::value_parser!(u32).range(1024..=(i32::MAX as i64)))]
+    #[arg(long, env = "TIDEWAY_MAX_REQUEST_BYTES", default_value_t = 104_857_600, value_parser = clap::value_parser!(u32).range(1024..=(i32::MAX as i64)), allow_negative_numbers = true)]
     pub max_request_bytes: u32,
 
     /// When appends reach stable storage: always (before the ack), interval
@@ -79,8 +80,28 @@ pub struct Args {
     pub fsync: FsyncMode,
 
     /// Flush period for --fsync interval.
-    #[arg(long, env = "TIDEWAY_FSYNC_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "TIDEWAY_FSYNC_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub fsync_interval_ms: u64,
+
+    /// Shortest session timeout a consumer may ask for (group.min.session.timeout.ms).
+    #[arg(long, env = "TIDEWAY_GROUP_MIN_SESSION_TIMEOUT_MS", default_value_t = 6000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub group_min_session_timeout_ms: u64,
+
+    /// Longest session timeout a consumer may ask for (group.max.session.timeout.ms).
+    #[arg(long, env = "TIDEWAY_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 1_800_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub group_max_session_timeout_ms: u64,
+
+    /// How long the first rebalance of an empty group waits for more members (group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "TIDEWAY_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// Committed offsets of a group that has been empty this long are deleted; -1 keeps them forever (offsets.retention.minutes).
+    #[arg(long, env = "TIDEWAY_OFFSETS_RETENTION_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true)]
+    pub offsets_retention_ms: i64,
 
     /// Log filter in tracing's EnvFilter syntax (e.g. info, tideway_broker=debug).
     #[arg(long, env = "TIDEWAY_LOG", default_value = "info")]
@@ -102,7 +123,9 @@ fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     if host.is_empty() {
         return Err(format!("'{s}' has an empty host"));
     }
-    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port number"))?;
     if port == 0 {
         return Err("port 0 cannot be advertised".into());
     }
@@ -123,13 +146,17 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     pub retention_check_interval: Duration,
     pub max_request_bytes: usize,
+    pub groups: GroupConfig,
+    pub offsets_retention_ms: i64,
 }
 
 impl BrokerConfig {
     pub fn from_args(args: &Args) -> Self {
         let fsync = match args.fsync {
             FsyncMode::Always => FsyncPolicy::Always,
-            FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_millis(args.fsync_interval_ms)),
+            FsyncMode::Interval => {
+                FsyncPolicy::Interval(Duration::from_millis(args.fsync_interval_ms))
+            }
             FsyncMode::Never => FsyncPolicy::Never,
         };
         Self {
@@ -151,6 +178,14 @@ impl BrokerConfig {
             },
             retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
             max_request_bytes: args.max_request_bytes as usize,
+            groups: GroupConfig {
+                min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
+                max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
+                initial_rebalance_delay: Duration::from_millis(
+                    args.group_initial_rebalance_delay_ms,
+                ),
+            },
+            offsets_retention_ms: args.offsets_retention_ms,
         }
     }
 
@@ -193,7 +228,8 @@ mod tests {
 
     #[test]
     fn auto_create_topics_takes_an_explicit_value() {
-        let args = Args::try_parse_from(["tideway-broker", "--auto-create-topics=false"]).expect("parses");
+        let args =
+            Args::try_parse_from(["tideway-broker", "--auto-create-topics=false"]).expect("parses");
         assert!(!args.auto_create_topics);
     }
 }

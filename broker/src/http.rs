@@ -1,22 +1,24 @@
 //! The HTTP endpoint for operators and orchestrators: `/livez` (the process
-//! serves HTTP), `/readyz` (recovery finished and the Kafka listener is up)
-//! and `/metrics` (Prometheus text format).
+//! serves HTTP), `/readyz` (recovery finished and the Kafka listener is up),
+//! `/metrics` (Prometheus text format) and `/v1/groups/{group}/lag`
+//! (consumer lag as JSON, the autoscaler's input).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
 use tokio::net::TcpListener;
 
-use crate::broker::Broker;
+use crate::handlers::Context;
 
 #[derive(Clone)]
 pub struct HttpState {
-    pub broker: Arc<std::sync::OnceLock<Arc<Broker>>>,
+    /// Set once start-up (recovery) is done.
+    pub ctx: Arc<OnceLock<Arc<Context>>>,
     pub ready: Arc<AtomicBool>,
 }
 
@@ -25,6 +27,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/groups/{group}/lag", get(group_lag))
         .with_state(state)
 }
 
@@ -37,10 +40,37 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let body = match state.ctx.get() {
+        Some(ctx) => {
+            let lags: Vec<_> = ctx
+                .groups
+                .group_ids()
+                .iter()
+                .filter_map(|g| ctx.groups.lag(g))
+                .collect();
+            ctx.broker.metrics.set_group_lags(&lags);
+            ctx.broker.metrics.render()
+        }
+        None => String::new(),
+    };
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.broker.get().map(|b| b.metrics.render()).unwrap_or_default(),
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
     )
+}
+
+async fn group_lag(State(state): State<HttpState>, Path(group): Path<String>) -> Response {
+    let Some(ctx) = state.ctx.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    };
+    match ctx.groups.lag(&group) {
+        Some(lag) => Json(lag).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("group '{group}' has no members and no committed offsets")})))
+            .into_response(),
+    }
 }
 
 /// Serves until `shutdown` resolves.
@@ -49,5 +79,7 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

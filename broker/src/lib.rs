@@ -11,11 +11,14 @@
 
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod handlers;
 pub mod http;
+pub mod idempotence;
 pub mod log;
 pub mod metadata;
 pub mod metrics;
+pub mod partition;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -28,21 +31,29 @@ use tokio::sync::watch;
 
 use crate::broker::{Broker, StartError};
 use crate::config::BrokerConfig;
+use crate::group::coordinator::GroupCoordinator;
+use crate::handlers::Context;
 use crate::log::FsyncPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{flag} {addr}: cannot listen: {source}")]
-    Bind { flag: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        flag: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("loading committed offsets: {0}")]
+    LoadOffsets(crate::group::offsets::OffsetError),
     #[error("the start-up task failed: {0}")]
     StartTask(String),
 }
 
 /// A running broker, for `main` and for tests that embed one.
 pub struct Running {
-    pub broker: Arc<Broker>,
+    pub ctx: Arc<Context>,
     pub kafka_addr: SocketAddr,
     pub http_addr: SocketAddr,
     stopping: watch::Sender<bool>,
@@ -60,7 +71,7 @@ impl Running {
         })
         .await;
         self.tasks.abort_all();
-        let broker = self.broker.clone();
+        let broker = self.ctx.broker.clone();
         drop(self);
         let _ = tokio::task::spawn_blocking(move || broker.close()).await;
     }
@@ -71,12 +82,25 @@ impl Running {
 pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
     let http_listener = TcpListener::bind(config.http_listen)
         .await
-        .map_err(|source| RunError::Bind { flag: "--http-listen", addr: config.http_listen, source })?;
-    let http_addr = http_listener.local_addr().map_err(|source| RunError::Bind { flag: "--http-listen", addr: config.http_listen, source })?;
+        .map_err(|source| RunError::Bind {
+            flag: "--http-listen",
+            addr: config.http_listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| RunError::Bind {
+            flag: "--http-listen",
+            addr: config.http_listen,
+            source,
+        })?;
     let ready = Arc::new(AtomicBool::new(false));
     let (stopping, stopping_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let http_state = http::HttpState { broker: Arc::new(std::sync::OnceLock::new()), ready: ready.clone() };
+    let http_state = http::HttpState {
+        ctx: Arc::new(std::sync::OnceLock::new()),
+        ready: ready.clone(),
+    };
     {
         let state = http_state.clone();
         let mut rx = stopping_rx.clone();
@@ -95,43 +119,98 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
         .await
         .map_err(|e| RunError::StartTask(e.to_string()))??;
     let broker = Arc::new(broker);
-    let _ = http_state.broker.set(broker.clone());
+    let groups = {
+        let b = broker.clone();
+        let (group_config, retention) = (b.config.groups.clone(), b.config.offsets_retention_ms);
+        tokio::task::spawn_blocking(move || GroupCoordinator::open(b, group_config, retention))
+            .await
+            .map_err(|e| RunError::StartTask(e.to_string()))?
+            .map_err(RunError::LoadOffsets)?
+    };
+    let ctx = Arc::new(Context {
+        broker: broker.clone(),
+        groups: Arc::new(groups),
+    });
+    let _ = http_state.ctx.set(ctx.clone());
 
-    let listener = TcpListener::bind(listen).await.map_err(|source| RunError::Bind { flag: "--listen", addr: listen, source })?;
-    let kafka_addr = listener.local_addr().map_err(|source| RunError::Bind { flag: "--listen", addr: listen, source })?;
-    let (host, port) = advertised.unwrap_or_else(|| (kafka_addr.ip().to_string(), kafka_addr.port()));
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            flag: "--listen",
+            addr: listen,
+            source,
+        })?;
+    let kafka_addr = listener.local_addr().map_err(|source| RunError::Bind {
+        flag: "--listen",
+        addr: listen,
+        source,
+    })?;
+    let (host, port) =
+        advertised.unwrap_or_else(|| (kafka_addr.ip().to_string(), kafka_addr.port()));
     broker.set_advertised(host.clone(), port);
-    tasks.spawn(server::serve(broker.clone(), listener, stopping_rx.clone()));
-    spawn_background(&mut tasks, &broker, &stopping_rx);
+    tasks.spawn(server::serve(ctx.clone(), listener, stopping_rx.clone()));
+    spawn_background(&mut tasks, &ctx, &stopping_rx);
     ready.store(true, Ordering::Release);
     tracing::info!(%kafka_addr, advertised = %format!("{host}:{port}"), node_id = broker.node_id(), "Kafka listener up; broker ready");
-    Ok(Running { broker, kafka_addr, http_addr, stopping, tasks })
+    Ok(Running {
+        ctx,
+        kafka_addr,
+        http_addr,
+        stopping,
+        tasks,
+    })
 }
 
-/// Retention and, with `--fsync interval`, the flush timer.
-fn spawn_background(tasks: &mut tokio::task::JoinSet<()>, broker: &Arc<Broker>, stopping: &watch::Receiver<bool>) {
-    let every = |period: Duration, job: fn(&Broker)| {
-        let broker = broker.clone();
+/// Retention, offsets compaction and expiry, group timers and, with
+/// `--fsync interval`, the flush timer.
+fn spawn_background(
+    tasks: &mut tokio::task::JoinSet<()>,
+    ctx: &Arc<Context>,
+    stopping: &watch::Receiver<bool>,
+) {
+    let every = |period: Duration, job: fn(Arc<Context>) -> BoxFuture| {
+        let ctx = ctx.clone();
         let mut stopping = stopping.clone();
         async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {
-                        let b = broker.clone();
-                        let _ = tokio::task::spawn_blocking(move || job(&b)).await;
-                    }
+                    _ = tick.tick() => job(ctx.clone()).await,
                     _ = stopped(&mut stopping) => return,
                 }
             }
         }
     };
-    tasks.spawn(every(broker.config.retention_check_interval, Broker::enforce_retention));
-    if let FsyncPolicy::Interval(period) = broker.config.log_defaults.fsync {
-        tasks.spawn(every(period, Broker::flush_all));
+    let config = &ctx.broker.config;
+    tasks.spawn(every(config.retention_check_interval, |ctx| {
+        Box::pin(async move {
+            let b = ctx.broker.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                b.enforce_retention();
+                b.snapshot_producers();
+            })
+            .await;
+            ctx.groups.expire_offsets().await;
+            if let Err(e) = ctx.groups.offsets.compact(10_000).await {
+                tracing::error!(error = %e, "compacting committed offsets failed");
+            }
+        })
+    }));
+    tasks.spawn(every(Duration::from_millis(100), |ctx| {
+        Box::pin(async move { ctx.groups.tick() })
+    }));
+    if let FsyncPolicy::Interval(period) = config.log_defaults.fsync {
+        tasks.spawn(every(period, |ctx| {
+            Box::pin(async move {
+                let b = ctx.broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
+            })
+        }));
     }
 }
+
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Resolves once `stopping` turns true (or its sender is gone).
 pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
@@ -149,7 +228,10 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

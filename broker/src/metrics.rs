@@ -6,7 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,6 +25,13 @@ pub struct PartitionLabels {
     pub partition: i32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
 type HistogramFamily = Family<ApiLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -36,6 +43,8 @@ pub struct Metrics {
     bytes_out: Family<TopicLabels, Counter>,
     log_end_offset: Family<PartitionLabels, Gauge>,
     storage_errors: Counter,
+    group_lag: Family<GroupPartitionLabels, Gauge>,
+    group_committed: Family<GroupPartitionLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -55,14 +64,65 @@ impl Metrics {
         let bytes_out = Family::<TopicLabels, Counter>::default();
         let log_end_offset = Family::<PartitionLabels, Gauge>::default();
         let storage_errors = Counter::default();
-        registry.register("requests", "Kafka requests handled, by API", requests.clone());
-        registry.register("request_duration_seconds", "Time to handle a Kafka request, by API", request_seconds.clone());
-        registry.register("produce_bytes", "Record batch bytes appended, by topic", bytes_in.clone());
-        registry.register("produce_records", "Records appended, by topic", records_in.clone());
-        registry.register("fetch_bytes", "Record batch bytes returned to fetches, by topic", bytes_out.clone());
-        registry.register("log_end_offset", "Next offset to be written, by partition", log_end_offset.clone());
-        registry.register("storage_errors", "Failed reads, writes and flushes of partition logs", storage_errors.clone());
-        Self { registry, requests, request_seconds, bytes_in, records_in, bytes_out, log_end_offset, storage_errors }
+        let group_lag = Family::<GroupPartitionLabels, Gauge>::default();
+        let group_committed = Family::<GroupPartitionLabels, Gauge>::default();
+        registry.register(
+            "consumer_group_lag",
+            "max(0, high watermark - committed offset), by group and partition",
+            group_lag.clone(),
+        );
+        registry.register(
+            "consumer_group_committed_offset",
+            "Committed offset, by group and partition",
+            group_committed.clone(),
+        );
+        registry.register(
+            "requests",
+            "Kafka requests handled, by API",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to handle a Kafka request, by API",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "produce_bytes",
+            "Record batch bytes appended, by topic",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "produce_records",
+            "Records appended, by topic",
+            records_in.clone(),
+        );
+        registry.register(
+            "fetch_bytes",
+            "Record batch bytes returned to fetches, by topic",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "log_end_offset",
+            "Next offset to be written, by partition",
+            log_end_offset.clone(),
+        );
+        registry.register(
+            "storage_errors",
+            "Failed reads, writes and flushes of partition logs",
+            storage_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            bytes_in,
+            records_in,
+            bytes_out,
+            log_end_offset,
+            storage_errors,
+            group_lag,
+            group_committed,
+        }
     }
 
     pub fn record_request(&self, api: &'static str, seconds: f64) {
@@ -71,19 +131,37 @@ impl Metrics {
         self.request_seconds.get_or_create(&labels).observe(seconds);
     }
 
-    pub fn record_produce(&self, topic: &str, partition: i32, bytes: u64, records: u64, log_end_offset: i64) {
-        let labels = TopicLabels { topic: topic.to_string() };
+    pub fn record_produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        bytes: u64,
+        records: u64,
+        log_end_offset: i64,
+    ) {
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
         self.bytes_in.get_or_create(&labels).inc_by(bytes);
         self.records_in.get_or_create(&labels).inc_by(records);
         self.set_log_end_offset(topic, partition, log_end_offset);
     }
 
     pub fn record_fetch(&self, topic: &str, bytes: u64) {
-        self.bytes_out.get_or_create(&TopicLabels { topic: topic.to_string() }).inc_by(bytes);
+        self.bytes_out
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
+            })
+            .inc_by(bytes);
     }
 
     pub fn set_log_end_offset(&self, topic: &str, partition: i32, offset: i64) {
-        self.log_end_offset.get_or_create(&PartitionLabels { topic: topic.to_string(), partition }).set(offset);
+        self.log_end_offset
+            .get_or_create(&PartitionLabels {
+                topic: topic.to_string(),
+                partition,
+            })
+            .set(offset);
     }
 
     pub fn storage_error(&self) {
@@ -91,14 +169,38 @@ impl Metrics {
     }
 
     pub fn forget_partition(&self, topic: &str, partition: i32) {
-        self.log_end_offset.remove(&PartitionLabels { topic: topic.to_string(), partition });
+        self.log_end_offset.remove(&PartitionLabels {
+            topic: topic.to_string(),
+            partition,
+        });
     }
 
     pub fn forget_topic(&self, topic: &str) {
-        let labels = TopicLabels { topic: topic.to_string() };
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
         self.bytes_in.remove(&labels);
         self.records_in.remove(&labels);
         self.bytes_out.remove(&labels);
+    }
+
+    /// Replaces the consumer lag gauges with `lags` (groups that are gone disappear).
+    pub fn set_group_lags(&self, lags: &[crate::group::coordinator::GroupLag]) {
+        self.group_lag.clear();
+        self.group_committed.clear();
+        for g in lags {
+            for p in &g.partitions {
+                let labels = GroupPartitionLabels {
+                    group: g.group.clone(),
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                };
+                self.group_lag.get_or_create(&labels).set(p.lag);
+                if let Some(c) = p.committed_offset {
+                    self.group_committed.get_or_create(&labels).set(c);
+                }
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -29,32 +29,51 @@ const DEFAULT_CONFIG: i8 = 5;
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 
-pub fn describe(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn describe(
+    broker: &Arc<Broker>,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let image = broker.image();
     let empty = BTreeMap::new();
     let results = request
         .resources
         .into_iter()
         .map(|r| {
-            let reply = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
+            let reply = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
             let overrides = match r.resource_type {
                 TOPIC => match image.topics.get(r.resource_name.as_str()) {
                     Some(t) => &t.configs,
                     None => {
                         return reply
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(str_bytes(format!("topic '{}' does not exist", r.resource_name.as_str()))));
+                            .with_error_message(Some(str_bytes(format!(
+                                "topic '{}' does not exist",
+                                r.resource_name.as_str()
+                            ))));
                     }
                 },
                 BROKER => &empty,
                 other => {
                     return reply
                         .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(str_bytes(format!("resource type {other} is not supported"))));
+                        .with_error_message(Some(str_bytes(format!(
+                            "resource type {other} is not supported"
+                        ))));
                 }
             };
-            let tc = TopicConfigs { defaults: &broker.config.log_defaults, overrides };
-            let wanted = |name: &str| r.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+            let tc = TopicConfigs {
+                defaults: &broker.config.log_defaults,
+                overrides,
+            };
+            // No keys (null, or an empty list) means every config.
+            let wanted = |name: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
+            };
             let configs = KNOWN
                 .iter()
                 .filter(|d| wanted(d.name))
@@ -64,9 +83,18 @@ pub fn describe(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> Descri
                         .with_name(str_bytes(d.name))
                         .with_value(Some(str_bytes(value)))
                         .with_read_only(r.resource_type == BROKER)
-                        .with_config_source(if is_override { DYNAMIC_TOPIC_CONFIG } else { DEFAULT_CONFIG })
-                        .with_config_type(d.config_type as i8);
-                    if request.include_documentation { entry.with_documentation(Some(str_bytes(d.doc))) } else { entry }
+                        .with_config_source(if is_override {
+                            DYNAMIC_TOPIC_CONFIG
+                        } else {
+                            DEFAULT_CONFIG
+                        })
+                        // config_type and documentation exist from v3.
+                        .with_config_type(if version >= 3 { d.config_type as i8 } else { 0 });
+                    if request.include_documentation && version >= 3 {
+                        entry.with_documentation(Some(str_bytes(d.doc)))
+                    } else {
+                        entry
+                    }
                 })
                 .collect();
             reply.with_configs(configs)
@@ -75,24 +103,35 @@ pub fn describe(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> Descri
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub fn incremental_alter(broker: &Arc<Broker>, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub fn incremental_alter(
+    broker: &Arc<Broker>,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let responses = request
         .resources
         .into_iter()
         .map(|r| {
-            let reply = AlterConfigsResourceResponse::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
+            let reply = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
             let name = r.resource_name.as_str().to_string();
             let result = match r.resource_type {
                 TOPIC => alter_topic(broker, &name, &r.configs, request.validate_only),
                 BROKER => Err((
                     ResponseError::InvalidConfig.code(),
-                    "broker settings are command-line flags and cannot be changed at run time".to_string(),
+                    "broker settings are command-line flags and cannot be changed at run time"
+                        .to_string(),
                 )),
-                other => Err((ResponseError::InvalidRequest.code(), format!("resource type {other} is not supported"))),
+                other => Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("resource type {other} is not supported"),
+                )),
             };
             match result {
                 Ok(()) => reply,
-                Err((code, message)) => reply.with_error_code(code).with_error_message(Some(str_bytes(message))),
+                Err((code, message)) => reply
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(message))),
             }
         })
         .collect();
@@ -126,11 +165,21 @@ fn alter_topic(
                 }
                 configs.remove(&key);
             }
-            (SET, None) => return Err((ResponseError::InvalidConfig.code(), format!("no value given for '{key}'"))),
+            (SET, None) => {
+                return Err((
+                    ResponseError::InvalidConfig.code(),
+                    format!("no value given for '{key}'"),
+                ));
+            }
             (op, _) => {
-                return Err((ResponseError::InvalidConfig.code(), format!("operation {op} on '{key}' is not supported; use SET or DELETE")));
+                return Err((
+                    ResponseError::InvalidConfig.code(),
+                    format!("operation {op} on '{key}' is not supported; use SET or DELETE"),
+                ));
             }
         }
     }
-    broker.replace_topic_configs(name, configs, validate_only).map_err(|e| (topic_error_code(&e), e.to_string()))
+    broker
+        .replace_topic_configs(name, configs, validate_only)
+        .map_err(|e| (topic_error_code(&e), e.to_string()))
 }

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
@@ -43,7 +45,11 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
 
 /// Step 1: one pass over the requested partitions. Returns the response,
 /// the record bytes in it, and whether any partition has an error.
-fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+fn read_once(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
     let image = broker.image();
     let mut remaining = request.max_bytes.max(0) as usize;
     let mut total = 0usize;
@@ -51,30 +57,52 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         // v13+ names topics by id only.
-        let meta = if version >= 13 { image.topic_by_id(topic.topic_id) } else { image.topics.get(topic.topic.as_str()) };
-        let unknown_code = if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let meta = if version >= 13 {
+            image.topic_by_id(topic.topic_id)
+        } else {
+            image.topics.get(topic.topic.as_str())
+        };
+        let unknown_code = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let reply = PartitionData::default().with_partition_index(p.partition);
             let partition = meta.and_then(|m| broker.partition(&m.name, p.partition));
             let Some(partition) = partition else {
                 has_error = true;
-                partitions.push(reply.with_error_code(unknown_code.code()).with_high_watermark(-1).with_records(Some(Bytes::new())));
+                partitions.push(
+                    reply
+                        .with_error_code(unknown_code.code())
+                        .with_high_watermark(-1)
+                        .with_records(Some(Bytes::new())),
+                );
                 continue;
             };
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
             let log = partition.log();
             let (start, end) = (log.log_start_offset(), log.log_end_offset());
-            let reply = reply.with_high_watermark(end).with_last_stable_offset(end).with_log_start_offset(start);
+            let reply = reply
+                .with_high_watermark(end)
+                .with_last_stable_offset(end)
+                .with_log_start_offset(if version >= 5 { start } else { -1 });
             // Once the response is full, later partitions only report offsets.
-            let read = if limit == 0 && total > 0 { Ok(Bytes::new()) } else { log.read(p.fetch_offset, limit.max(1), end) };
+            let read = if limit == 0 && total > 0 {
+                Ok(Bytes::new())
+            } else {
+                log.read(p.fetch_offset, limit.max(1), end)
+            };
             drop(log);
             match read {
                 Ok(records) => {
                     total += records.len();
                     remaining = remaining.saturating_sub(records.len());
                     if !records.is_empty() {
-                        broker.metrics.record_fetch(&partition.topic, records.len() as u64);
+                        broker
+                            .metrics
+                            .record_fetch(&partition.topic, records.len() as u64);
                     }
                     partitions.push(reply.with_records(Some(records)));
                 }
@@ -83,11 +111,21 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                     if matches!(e, crate::log::LogError::Storage { .. }) {
                         broker.metrics.storage_error();
                     }
-                    partitions.push(reply.with_error_code(log_error_code(&e)).with_records(Some(Bytes::new())));
+                    partitions.push(
+                        reply
+                            .with_error_code(log_error_code(&e))
+                            .with_records(Some(Bytes::new())),
+                    );
                 }
             }
         }
-        let name = meta.map(|m| m.name.clone()).unwrap_or_else(|| topic.topic.as_str().to_string());
+        // v13+ answers by topic id only.
+        let name = if version >= 13 {
+            String::new()
+        } else {
+            meta.map(|m| m.name.clone())
+                .unwrap_or_else(|| topic.topic.as_str().to_string())
+        };
         topics.push(
             FetchableTopicResponse::default()
                 .with_topic(TopicName(StrBytes::from_string(name)))
@@ -95,5 +133,9 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                 .with_partitions(partitions),
         );
     }
-    (FetchResponse::default().with_responses(topics), total, has_error)
+    (
+        FetchResponse::default().with_responses(topics),
+        total,
+        has_error,
+    )
 }

@@ -17,7 +17,13 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    // leader_epoch exists from v4.
+    let epoch = if version >= 4 { 0 } else { -1 };
     let topics = request
         .topics
         .into_iter()
@@ -26,27 +32,41 @@ pub fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest) -> ListOffsetsR
                 .partitions
                 .iter()
                 .map(|p| {
-                    let reply = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let Some(partition) = broker.partition(topic.name.as_str(), p.partition_index) else {
-                        return reply.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let reply = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let Some(partition) = broker.partition(topic.name.as_str(), p.partition_index)
+                    else {
+                        return reply
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let log = partition.log();
                     let found = match p.timestamp {
-                        LATEST => Ok(Some(TimestampOffset { timestamp: -1, offset: log.log_end_offset() })),
-                        EARLIEST | EARLIEST_LOCAL => Ok(Some(TimestampOffset { timestamp: -1, offset: log.log_start_offset() })),
+                        LATEST => Ok(Some(TimestampOffset {
+                            timestamp: -1,
+                            offset: log.log_end_offset(),
+                        })),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some(TimestampOffset {
+                            timestamp: -1,
+                            offset: log.log_start_offset(),
+                        })),
                         MAX_TIMESTAMP => log.max_timestamp(),
                         ts if ts >= 0 => log.offset_for_timestamp(ts),
                         _ => return reply.with_error_code(ResponseError::InvalidRequest.code()),
                     };
                     match found {
-                        Ok(Some(found)) => reply.with_timestamp(found.timestamp).with_offset(found.offset).with_leader_epoch(0),
+                        Ok(Some(found)) => reply
+                            .with_timestamp(found.timestamp)
+                            .with_offset(found.offset)
+                            .with_leader_epoch(epoch),
                         // No record at or after the timestamp: Kafka answers -1/-1.
                         Ok(None) => reply.with_timestamp(-1).with_offset(-1),
                         Err(e) => reply.with_error_code(log_error_code(&e)),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)

@@ -5,35 +5,86 @@
 pub mod api_versions;
 pub mod configs;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
+pub mod producer_ids;
 pub mod topics;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::group::coordinator::GroupCoordinator;
+
+/// What every handler may use.
+pub struct Context {
+    pub broker: Arc<Broker>,
+    pub groups: Arc<GroupCoordinator>,
+}
 
 /// Routes a decoded request; `None` means no response is sent (acks=0).
 /// Only APIs listed in `server::versions` reach this function.
-pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
+pub async fn handle(
+    ctx: &Context,
+    header: &RequestHeader,
+    peer: SocketAddr,
+    request: RequestKind,
+) -> Option<ResponseKind> {
     let v = header.request_api_version;
+    let broker = &ctx.broker;
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v)),
-        RequestKind::Produce(r) => return produce::handle(broker, r).await.map(ResponseKind::Produce),
+        RequestKind::Produce(r) => {
+            return produce::handle(broker, r, v)
+                .await
+                .map(ResponseKind::Produce);
+        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create_topics(broker, r)),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete_topics(broker, r)),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(topics::create_partitions(broker, r)),
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe(broker, r)),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, r, v))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(topics::create_topics(broker, r, v))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(topics::delete_topics(broker, r, v))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(topics::create_partitions(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(broker, r, v))
+        }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r))
         }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, v))
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join_group(ctx, header, peer, r, v).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(ctx, r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(ctx, r, v)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(ctx, r, v))
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(ctx, r, v)),
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(ctx, r).await)
+        }
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offsets::commit(ctx, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(ctx, r, v)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(ctx, r).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_ids::init(ctx, r)),
         other => {
             // Unreachable: dispatch rejects unadvertised APIs before decoding.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised API");

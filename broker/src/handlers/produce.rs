@@ -5,14 +5,20 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::ProduceRequest;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::broker::{AppendError, Broker};
 use crate::server::errors::log_error_code;
 
 /// `None` for acks=0: the client expects no response.
-pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let image = broker.image();
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -20,9 +26,17 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pro
         let meta = image.topics.get(topic.name.as_str());
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
-            let reply = PartitionProduceResponse::default().with_index(data.index).with_base_offset(-1).with_log_append_time_ms(-1);
-            let fail = |code: ResponseError, message: String| {
-                reply.clone().with_error_code(code.code()).with_error_message(Some(str_bytes(message)))
+            let reply = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1);
+            // error_message exists from v8, log_start_offset from v5.
+            let message = |m: String| (version >= 8).then(|| str_bytes(m));
+            let fail = |code: ResponseError, m: String| {
+                reply
+                    .clone()
+                    .with_error_code(code.code())
+                    .with_error_message(message(m))
             };
             let partition = meta.and_then(|_| broker.partition(topic.name.as_str(), data.index));
             let (Some(meta), Some(partition)) = (meta, partition) else {
@@ -33,11 +47,17 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pro
                 continue;
             };
             if !matches!(acks, -1..=1) {
-                partitions.push(fail(ResponseError::InvalidRequiredAcks, format!("acks must be -1, 0 or 1, got {acks}")));
+                partitions.push(fail(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, got {acks}"),
+                ));
                 continue;
             }
             if request.transactional_id.is_some() {
-                partitions.push(fail(ResponseError::InvalidRequest, "transactions are not supported".into()));
+                partitions.push(fail(
+                    ResponseError::InvalidRequest,
+                    "transactions are not supported".into(),
+                ));
                 continue;
             }
             let configs = broker.topic_configs(meta);
@@ -45,17 +65,30 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pro
             if acks == -1 && configs.min_insync_replicas() > 1 {
                 partitions.push(fail(
                     ResponseError::NotEnoughReplicas,
-                    format!("min.insync.replicas is {} but only 1 replica is in sync", configs.min_insync_replicas()),
+                    format!(
+                        "min.insync.replicas is {} but only 1 replica is in sync",
+                        configs.min_insync_replicas()
+                    ),
                 ));
                 continue;
             }
             let Some(records) = data.records.filter(|r| !r.is_empty()) else {
-                partitions.push(fail(ResponseError::CorruptMessage, "the request carries no record batch".into()));
+                partitions.push(fail(
+                    ResponseError::CorruptMessage,
+                    "the request carries no record batch".into(),
+                ));
                 continue;
             };
-            match broker.append(&partition, records, configs.log_append_time()).await {
+            match broker
+                .append(&partition, records, configs.log_append_time())
+                .await
+            {
                 Ok(info) => {
-                    let log_start = partition.log().log_start_offset();
+                    let log_start = if version >= 5 {
+                        partition.log().log_start_offset()
+                    } else {
+                        -1
+                    };
                     partitions.push(
                         reply
                             .with_base_offset(info.base_offset)
@@ -65,13 +98,23 @@ pub async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pro
                 }
                 Err(e) => {
                     tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "produce refused");
+                    let code = match &e {
+                        AppendError::Log(e) => log_error_code(e),
+                        AppendError::Producer(e) => e.code(),
+                    };
                     partitions.push(
-                        reply.with_error_code(log_error_code(&e)).with_error_message(Some(str_bytes(e.to_string()))),
+                        reply
+                            .with_error_code(code)
+                            .with_error_message(message(e.to_string())),
                     );
                 }
             }
         }
-        responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }

@@ -4,13 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
-use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
 use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use uuid::Uuid;
 
 use super::str_bytes;
@@ -18,14 +24,30 @@ use crate::broker::{Broker, TopicError};
 use crate::metadata::topic_config::KNOWN;
 use crate::server::errors::topic_error_code;
 
-pub fn create_topics(broker: &Arc<Broker>, request: CreateTopicsRequest) -> CreateTopicsResponse {
-    let topics = request.topics.into_iter().map(|t| create_one(broker, t, request.validate_only)).collect();
+pub fn create_topics(
+    broker: &Arc<Broker>,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| create_one(broker, t, request.validate_only, version))
+        .collect();
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-fn create_one(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> CreatableTopicResult {
+fn create_one(
+    broker: &Broker,
+    topic: CreatableTopic,
+    validate_only: bool,
+    version: i16,
+) -> CreatableTopicResult {
     let name = topic.name.as_str().to_string();
-    let reply = CreatableTopicResult::default().with_name(topic.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
+    let reply = CreatableTopicResult::default()
+        .with_name(topic.name.clone())
+        .with_num_partitions(-1)
+        .with_replication_factor(-1);
     let mut configs = BTreeMap::new();
     for c in &topic.configs {
         if let Some(v) = &c.value {
@@ -37,14 +59,25 @@ fn create_one(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> Cr
         if validate_only {
             Ok((partitions, Uuid::nil()))
         } else {
-            broker.create_topic(&name, partitions, rf, configs).map(|t| (t.partitions, t.topic_id))
+            broker
+                .create_topic(&name, partitions, rf, configs)
+                .map(|t| (t.partitions, t.topic_id))
         }
     });
     match planned {
+        // v5+ describes the result, v7+ carries the topic id.
+        Ok(_) if version < 5 => reply,
         Ok((partitions, topic_id)) => {
             let image = broker.image();
-            let overrides = image.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default();
-            let tc = crate::metadata::TopicConfigs { defaults: &broker.config.log_defaults, overrides: &overrides };
+            let overrides = image
+                .topics
+                .get(&name)
+                .map(|t| t.configs.clone())
+                .unwrap_or_default();
+            let tc = crate::metadata::TopicConfigs {
+                defaults: &broker.config.log_defaults,
+                overrides: &overrides,
+            };
             let described = KNOWN
                 .iter()
                 .map(|d| {
@@ -56,12 +89,14 @@ fn create_one(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> Cr
                 })
                 .collect();
             reply
-                .with_topic_id(topic_id)
+                .with_topic_id(if version >= 7 { topic_id } else { Uuid::nil() })
                 .with_num_partitions(partitions)
                 .with_replication_factor(1)
                 .with_configs(Some(described))
         }
-        Err(e) => reply.with_error_code(topic_error_code(&e)).with_error_message(Some(str_bytes(e.to_string()))),
+        Err(e) => reply
+            .with_error_code(topic_error_code(&e))
+            .with_error_message(Some(str_bytes(e.to_string()))),
     }
 }
 
@@ -89,9 +124,17 @@ fn plan_partitions(broker: &Broker, topic: &CreatableTopic) -> Result<(i32, i16)
     Ok((topic.assignments.len() as i32, 1))
 }
 
-pub fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub fn delete_topics(
+    broker: &Arc<Broker>,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // v0-5 name topics in topic_names, v6+ by name or id in topics.
-    let mut targets: Vec<(Option<TopicName>, Uuid)> = request.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect();
+    let mut targets: Vec<(Option<TopicName>, Uuid)> = request
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n), Uuid::nil()))
+        .collect();
     targets.extend(request.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let responses = targets
         .into_iter()
@@ -101,35 +144,57 @@ pub fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest) -> Dele
                 Some(n) => image.topics.get(n.as_str()),
                 None => image.topic_by_id(id),
             };
-            let reply = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+            let reply = DeletableTopicResult::default()
+                .with_name(name.clone())
+                .with_topic_id(id);
             let Some(meta) = meta else {
-                let code = if name.is_some() { ResponseError::UnknownTopicOrPartition } else { ResponseError::UnknownTopicId };
+                let code = if name.is_some() {
+                    ResponseError::UnknownTopicOrPartition
+                } else {
+                    ResponseError::UnknownTopicId
+                };
                 return reply.with_error_code(code.code());
             };
-            let reply = reply.with_name(Some(TopicName(str_bytes(meta.name.clone())))).with_topic_id(meta.topic_id);
+            // topic_id exists from v6, error_message from v5.
+            let reply = reply
+                .with_name(Some(TopicName(str_bytes(meta.name.clone()))))
+                .with_topic_id(if version >= 6 {
+                    meta.topic_id
+                } else {
+                    Uuid::nil()
+                });
             match broker.delete_topic(&meta.name) {
                 Ok(()) => reply,
-                Err(e) => reply.with_error_code(topic_error_code(&e)).with_error_message(Some(str_bytes(e.to_string()))),
+                Err(e) => reply
+                    .with_error_code(topic_error_code(&e))
+                    .with_error_message((version >= 5).then(|| str_bytes(e.to_string()))),
             }
         })
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub fn create_partitions(broker: &Arc<Broker>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub fn create_partitions(
+    broker: &Arc<Broker>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let results = request
         .topics
         .into_iter()
         .map(|t| {
             let reply = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             let result = if request.validate_only {
-                broker.validate_create_partitions(t.name.as_str(), t.count).map(|_| ())
+                broker
+                    .validate_create_partitions(t.name.as_str(), t.count)
+                    .map(|_| ())
             } else {
                 broker.create_partitions(t.name.as_str(), t.count)
             };
             match result {
                 Ok(()) => reply,
-                Err(e) => reply.with_error_code(topic_error_code(&e)).with_error_message(Some(str_bytes(e.to_string()))),
+                Err(e) => reply
+                    .with_error_code(topic_error_code(&e))
+                    .with_error_message(Some(str_bytes(e.to_string()))),
             }
         })
         .collect();

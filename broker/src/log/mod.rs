@@ -8,18 +8,37 @@
 //! On-disk layout of one partition directory (Kafka's naming, so operators
 //! recognise it):
 //! - `{base_offset:020}.log`       concatenated v2 record batches, exactly as
-//!   produced except for the patched baseOffset and partitionLeaderEpoch;
+//!   produced except for the patched baseOffset and partitionLeaderEpoch
+//!   (and maxTimestamp, attributes, CRC under LogAppendTime);
 //! - `{base_offset:020}.index`     sparse offset index, entries of
 //!   (relative offset u32 BE, file position u32 BE);
 //! - `{base_offset:020}.timeindex` time index, entries of
-//!   (max timestamp i64 BE, relative offset u32 BE).
+//!   (max timestamp i64 BE, relative offset u32 BE);
+//! - `log-start-offset`            the log start offset once retention has
+//!   advanced it (decimal, replaced atomically), so a restart keeps it.
+//!
+//! Files: `batch` (the 61-byte header: parse, validate, patch; public for
+//! the produce path), `index` (sparse indexes), `segment` (I/O on one
+//! segment), `recovery` (opening a directory), `retention` (deleting
+//! segments, the checkpoint).
 
 pub mod batch;
+mod index;
+#[cfg(test)]
+mod proptests;
+mod recovery;
+mod retention;
+mod segment;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
+use batch::BatchHeader;
+use segment::{MAX_SEGMENT_BYTES, Segment};
 
 /// When appended data is forced to stable storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +114,11 @@ pub enum LogError {
     BatchTooLarge { size: usize, max: usize },
     /// Fetch or lookup outside [log start, log end].
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
     /// Any filesystem failure; the log stays consistent (a partial write is
     /// truncated away) and the caller answers KAFKA_STORAGE_ERROR.
     #[error("storage error while {action} {path}: {source}")]
@@ -109,7 +132,11 @@ pub enum LogError {
 
 /// One partition's log. Not internally synchronised: the caller owns the lock.
 pub struct PartitionLog {
-    // implementation-defined
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset, never empty; the last one is the active segment.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
 }
 
 impl PartitionLog {
@@ -118,9 +145,12 @@ impl PartitionLog {
     /// active segment batch by batch, truncates a torn or corrupt tail and
     /// rebuilds its indexes; without it, only sanity-checks indexes (a
     /// missing or damaged index is rebuilt either way).
+    ///
+    /// See [`recovery`] for the steps. Only the active segment is scanned on
+    /// recovery: every older segment was fsynced (log and indexes) when it
+    /// was rolled.
     pub fn open(dir: &Path, config: LogConfig, recover: bool) -> Result<Self, LogError> {
-        let _ = (dir, config, recover);
-        todo!()
+        recovery::open_log(dir, config, recover)
     }
 
     /// Validates `records` (one or more v2 batches back to back: magic 2,
@@ -130,15 +160,136 @@ impl PartitionLog {
     /// `now_ms` and the timestamp-type attribute bit; its CRC is recomputed),
     /// appends, updates indexes, rolls by size/age first when needed, and
     /// fsyncs under [`FsyncPolicy::Always`]. On failure nothing is appended.
+    ///
+    /// 1. Validate every batch (header only plus CRC32C, records are not
+    ///    decoded); a batch must also have recordCount = lastOffsetDelta + 1.
+    /// 2. Roll first when the active segment is non-empty and would exceed
+    ///    segment.bytes (capped at i32::MAX), is older than segment.ms, or
+    ///    the new offsets would not fit its u32 relative offsets.
+    /// 3. Patch offsets, epoch and (LogAppendTime) timestamps in place.
+    /// 4. Write, index, fsync if `Always`; any failure is undone.
     pub fn append(
         &mut self,
-        records: BytesMut,
+        mut records: BytesMut,
         leader_epoch: i32,
         log_append_time: bool,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let _ = (records, leader_epoch, log_append_time, now_ms);
-        todo!()
+        let mut headers = self.validate_records(&records)?;
+        let total = records.len() as u64;
+        if total > MAX_SEGMENT_BYTES {
+            return Err(LogError::BatchTooLarge {
+                size: records.len(),
+                max: MAX_SEGMENT_BYTES as usize,
+            });
+        }
+        let count: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        let base_offset = self.log_end_offset();
+        let last_offset = base_offset
+            .checked_add(count - 1)
+            .ok_or_else(|| LogError::CorruptBatch("offsets would overflow i64".into()))?;
+        if self.should_roll(total, last_offset, now_ms) {
+            self.roll(now_ms)?;
+        }
+        if last_offset - self.active().base_offset > i64::from(i32::MAX) {
+            return Err(LogError::CorruptBatch(format!(
+                "one append of {count} offsets does not fit a segment"
+            )));
+        }
+
+        let mut next = base_offset;
+        for (at, h) in &mut headers {
+            let Some(bytes) = records.get_mut(*at..*at + h.total_size()) else {
+                return Err(LogError::CorruptBatch(format!(
+                    "batch at byte {at} is truncated"
+                )));
+            };
+            batch::set_base_offset(bytes, next);
+            batch::set_partition_leader_epoch(bytes, leader_epoch);
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
+            if log_append_time {
+                batch::set_log_append_time(bytes, now_ms);
+                h.max_timestamp = now_ms;
+                h.attributes |= batch::ATTR_LOG_APPEND_TIME;
+            }
+            next = h.last_offset() + 1;
+        }
+
+        let interval = self.config.index_interval_bytes as u64;
+        let sync = self.config.fsync == FsyncPolicy::Always;
+        self.active_mut()
+            .append(&records, &headers, interval, now_ms, sync)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+        })
+    }
+
+    /// Step 1 of [`PartitionLog::append`]: every batch's header, size and CRC.
+    fn validate_records(&self, records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+        let max = self.config.max_message_bytes;
+        let mut headers = Vec::new();
+        let mut at = 0;
+        while let Some(rest) = records.get(at..).filter(|r| !r.is_empty()) {
+            let h = BatchHeader::parse_at(rest, at)
+                .map_err(|e| LogError::CorruptBatch(e.to_string()))?;
+            if h.total_size() > max {
+                return Err(LogError::BatchTooLarge {
+                    size: h.total_size(),
+                    max,
+                });
+            }
+            let h = batch::validate_batch(rest, at)
+                .map_err(|e| LogError::CorruptBatch(e.to_string()))?;
+            headers.push((at, h));
+            at += h.total_size();
+        }
+        if headers.is_empty() {
+            return Err(LogError::CorruptBatch(
+                "no record batch in the payload".into(),
+            ));
+        }
+        Ok(headers)
+    }
+
+    /// Step 2 of [`PartitionLog::append`].
+    fn should_roll(&self, incoming_bytes: u64, last_offset: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let max_bytes = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        active.size + incoming_bytes > max_bytes
+            || last_offset - active.base_offset > i64::from(i32::MAX)
+            || active
+                .rolling_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms)
+    }
+
+    /// Closes the active segment (fsyncing its log and indexes) and starts
+    /// a new empty one at the log end offset.
+    fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.active().sync_all()?;
+        let segment = Segment::create(&self.dir, self.log_end_offset(), now_ms)?;
+        sync_dir(&self.dir)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "rolled a new segment");
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment {
+        // `segments` is never empty (open creates one, retention keeps the active one).
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
     }
 
     /// Reads whole batches starting with the batch that contains `offset`,
@@ -147,71 +298,148 @@ impl PartitionLog {
     /// watermark; the log end offset for a single node).
     /// `offset == log_end_offset` returns empty bytes; outside
     /// [log_start_offset, log_end_offset] is `OffsetOutOfRange`.
+    ///
+    /// 1. Range-check `offset`; at the log end return empty.
+    /// 2. Pick the last segment whose base offset is ≤ `offset`.
+    /// 3. Let it return its batches (see [`Segment::read`]); if it has none
+    ///    at or after `offset` (a gap), the next segment's first batches.
+    ///    A fetch never spans two segments, as in Kafka.
     pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<Bytes, LogError> {
-        let _ = (offset, max_bytes, upper_bound);
-        todo!()
+        let (log_start, log_end) = (self.log_start_offset, self.log_end_offset());
+        if offset < log_start || offset > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        if offset == log_end {
+            return Ok(Bytes::new());
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for segment in self.segments.iter().skip(first) {
+            if let Some(bytes) = segment.read(offset, max_bytes, upper_bound)? {
+                return Ok(bytes);
+            }
+        }
+        Ok(Bytes::new())
     }
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        todo!()
+        self.log_start_offset
     }
 
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
-        todo!()
+        self.active().next_offset
     }
 
     /// Bytes of all segment files.
     pub fn size_bytes(&self) -> u64 {
-        todo!()
+        self.segments.iter().map(|s| s.size).sum()
     }
 
     /// Earliest offset whose record timestamp is ≥ `timestamp` (record
     /// precision, decoding only the one batch that holds it), or None when
     /// every record is older.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, LogError> {
-        let _ = timestamp;
-        todo!()
+    ///
+    /// 1. Skip segments whose max timestamp is below `timestamp`: the first
+    ///    segment that reaches it holds the answer.
+    /// 2. Search it (see [`Segment::find_timestamp`]).
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        for segment in &self.segments {
+            if segment.next_offset <= self.log_start_offset || segment.max_timestamp < timestamp {
+                continue;
+            }
+            if let Some(hit) = segment.find_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
     }
 
     /// The offset and timestamp of the record with the largest timestamp
     /// (ListOffsets MAX_TIMESTAMP), or None when empty.
+    ///
+    /// The largest segment max timestamp M is the largest record timestamp;
+    /// its earliest record is `offset_for_timestamp(M)`. None also when no
+    /// record carries a timestamp (all -1).
     pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
-        todo!()
+        let max = self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > self.log_start_offset && !s.is_empty())
+            .map(|s| s.max_timestamp)
+            .max();
+        match max {
+            Some(m) if m >= 0 => self.offset_for_timestamp(m),
+            _ => Ok(None),
+        }
     }
 
     /// Deletes whole segments past retention.ms (by their newest timestamp)
     /// or while the log exceeds retention.bytes, oldest first; an expired
     /// active segment is rolled first so it can go too. Advances the log
     /// start offset. Returns the number of segments deleted.
+    ///
+    /// See [`retention`] for the steps.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
-        let _ = now_ms;
-        todo!()
+        retention::enforce(self, now_ms)
+    }
+
+    /// Advances the log start offset to `offset` (Kafka's DeleteRecords;
+    /// also used to drop superseded records of internal topics) and returns
+    /// the new log start offset (the low watermark). Reads below it become
+    /// `OffsetOutOfRange`; segments wholly below it are deleted, the records
+    /// below it in a segment that straddles it stay on disk until that
+    /// segment is deleted. `offset` beyond the log end is
+    /// `OffsetOutOfRange`; at or below the current log start it is a no-op.
+    ///
+    /// Not part of the original API: added for the group offsets store.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        retention::delete_records_before(self, offset)
     }
 
     /// Forces appended data and indexes to stable storage.
     pub fn flush(&mut self) -> Result<(), LogError> {
-        todo!()
+        // Older segments were fsynced when they were rolled.
+        self.active().sync_all()
     }
 
     /// Applies changed settings (topic config change); takes effect on the next append/roll.
     pub fn set_config(&mut self, config: LogConfig) {
-        let _ = config;
-        todo!()
+        self.config = config;
     }
 
     pub fn config(&self) -> &LogConfig {
-        todo!()
+        &self.config
     }
 
     /// Flushes and closes cleanly (indexes trimmed to their used size).
-    pub fn close(self) -> Result<(), LogError> {
-        todo!()
+    ///
+    /// Indexes are never preallocated, so there is nothing to trim.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.flush()
     }
 
     /// Removes the partition directory and everything in it.
     pub fn delete(self) -> Result<(), LogError> {
-        todo!()
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(segment::storage("deleting", &dir))
     }
+}
+
+/// fsyncs a directory so file creations, renames and deletions in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(segment::storage("syncing", dir))
 }

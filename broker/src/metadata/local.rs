@@ -22,7 +22,11 @@ struct Inner {
 
 fn storage(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MetadataError {
     let path = path.to_path_buf();
-    move |source| MetadataError::Storage { action, path, source }
+    move |source| MetadataError::Storage {
+        action,
+        path,
+        source,
+    }
 }
 
 impl LocalStore {
@@ -49,16 +53,28 @@ impl LocalStore {
                         break;
                     }
                     Err(e) => {
-                        return Err(MetadataError::CorruptRecord { path, line: n + 1, reason: e.to_string() });
+                        return Err(MetadataError::CorruptRecord {
+                            path,
+                            line: n + 1,
+                            reason: e.to_string(),
+                        });
                     }
                 }
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(storage("opening", &path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(storage("opening", &path))?;
         if file.metadata().map_err(storage("reading", &path))?.len() > valid_len {
-            file.set_len(valid_len).map_err(storage("truncating", &path))?;
+            file.set_len(valid_len)
+                .map_err(storage("truncating", &path))?;
         }
-        let store = Self { path, inner: Mutex::new(Inner { file, image }) };
+        let store = Self {
+            path,
+            inner: Mutex::new(Inner { file, image }),
+        };
         if store.image().cluster_id.is_empty() {
             let cluster_id = uuid::Uuid::new_v4().simple().to_string();
             store.commit(vec![MetadataRecord::ClusterCreated { cluster_id }])?;
@@ -69,7 +85,11 @@ impl LocalStore {
 
 impl MetadataStore for LocalStore {
     fn image(&self) -> MetadataImage {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).image.clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .image
+            .clone()
     }
 
     fn commit(&self, records: Vec<MetadataRecord>) -> Result<MetadataImage, MetadataError> {
@@ -84,12 +104,23 @@ impl MetadataStore for LocalStore {
             buf.push(b'\n');
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let before = inner.file.metadata().map_err(storage("reading", &self.path))?.len();
-        let written = inner.file.write_all(&buf).and_then(|()| inner.file.sync_data());
+        let before = inner
+            .file
+            .metadata()
+            .map_err(storage("reading", &self.path))?
+            .len();
+        let written = inner
+            .file
+            .write_all(&buf)
+            .and_then(|()| inner.file.sync_data());
         if let Err(e) = written {
             // Leave no half-written group behind.
             let _ = inner.file.set_len(before);
-            return Err(MetadataError::Storage { action: "appending to", path: self.path.clone(), source: e });
+            return Err(MetadataError::Storage {
+                action: "appending to",
+                path: self.path.clone(),
+                source: e,
+            });
         }
         for r in &records {
             inner.image.apply(r);
@@ -118,7 +149,10 @@ mod tests {
             .expect("commit");
         drop(store);
         let path = dir.path().join("records.jsonl");
-        let mut f = OpenOptions::new().append(true).open(&path).expect("open file");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open file");
         f.write_all(b"{\"type\":\"topic_del").expect("torn write");
         drop(f);
 
@@ -126,8 +160,16 @@ mod tests {
         let image = store.image();
         assert_eq!(image.cluster_id, cluster_id);
         assert_eq!(image.topics["t"].partitions, 3);
-        store.commit(vec![MetadataRecord::TopicDeleted { name: "t".into() }]).expect("commit after torn tail");
+        store
+            .commit(vec![MetadataRecord::TopicDeleted { name: "t".into() }])
+            .expect("commit after torn tail");
         drop(store);
-        assert!(LocalStore::open(dir.path()).expect("reopen").image().topics.is_empty());
+        assert!(
+            LocalStore::open(dir.path())
+                .expect("reopen")
+                .image()
+                .topics
+                .is_empty()
+        );
     }
 }

@@ -24,12 +24,31 @@ pub use topic_config::{TopicConfigError, TopicConfigs};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
     /// Written once, when a data directory is first used.
-    ClusterCreated { cluster_id: String },
-    TopicCreated { name: String, topic_id: Uuid, partitions: i32, configs: BTreeMap<String, String> },
-    PartitionsAdded { name: String, partitions: i32 },
+    ClusterCreated {
+        cluster_id: String,
+    },
+    TopicCreated {
+        name: String,
+        topic_id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    },
+    PartitionsAdded {
+        name: String,
+        partitions: i32,
+    },
     /// The complete set of topic-level overrides after the change.
-    TopicConfigsReplaced { name: String, configs: BTreeMap<String, String> },
-    TopicDeleted { name: String },
+    TopicConfigsReplaced {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    TopicDeleted {
+        name: String,
+    },
+    /// Producer ids below `up_to` may have been handed out; a restart continues from there.
+    ProducerIdsReserved {
+        up_to: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +65,8 @@ pub struct TopicMeta {
 pub struct MetadataImage {
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The first producer id never handed out.
+    pub producer_ids_reserved_up_to: i64,
 }
 
 impl MetadataImage {
@@ -54,10 +75,20 @@ impl MetadataImage {
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
             MetadataRecord::ClusterCreated { cluster_id } => self.cluster_id = cluster_id.clone(),
-            MetadataRecord::TopicCreated { name, topic_id, partitions, configs } => {
+            MetadataRecord::TopicCreated {
+                name,
+                topic_id,
+                partitions,
+                configs,
+            } => {
                 self.topics.insert(
                     name.clone(),
-                    TopicMeta { name: name.clone(), topic_id: *topic_id, partitions: *partitions, configs: configs.clone() },
+                    TopicMeta {
+                        name: name.clone(),
+                        topic_id: *topic_id,
+                        partitions: *partitions,
+                        configs: configs.clone(),
+                    },
                 );
             }
             MetadataRecord::PartitionsAdded { name, partitions } => {
@@ -72,6 +103,9 @@ impl MetadataImage {
             }
             MetadataRecord::TopicDeleted { name } => {
                 self.topics.remove(name);
+            }
+            MetadataRecord::ProducerIdsReserved { up_to } => {
+                self.producer_ids_reserved_up_to = self.producer_ids_reserved_up_to.max(*up_to);
             }
         }
     }
@@ -91,7 +125,11 @@ pub enum MetadataError {
         source: std::io::Error,
     },
     #[error("metadata record {line} of {path} is unreadable: {reason}")]
-    CorruptRecord { path: std::path::PathBuf, line: usize, reason: String },
+    CorruptRecord {
+        path: std::path::PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// Durable home of the metadata records.
@@ -113,10 +151,18 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name '{name}' is not allowed"));
     }
     if name.len() > 249 {
-        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+        return Err(format!(
+            "topic name is {} characters long; the limit is 249",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic name '{name}' contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name '{name}' contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        ));
     }
     Ok(())
 }
@@ -140,9 +186,20 @@ mod tests {
         let mut image = MetadataImage::default();
         let id = Uuid::new_v4();
         for r in [
-            MetadataRecord::TopicCreated { name: "t".into(), topic_id: id, partitions: 2, configs: BTreeMap::new() },
-            MetadataRecord::PartitionsAdded { name: "t".into(), partitions: 5 },
-            MetadataRecord::TopicConfigsReplaced { name: "t".into(), configs: [("retention.ms".into(), "5".into())].into() },
+            MetadataRecord::TopicCreated {
+                name: "t".into(),
+                topic_id: id,
+                partitions: 2,
+                configs: BTreeMap::new(),
+            },
+            MetadataRecord::PartitionsAdded {
+                name: "t".into(),
+                partitions: 5,
+            },
+            MetadataRecord::TopicConfigsReplaced {
+                name: "t".into(),
+                configs: [("retention.ms".into(), "5".into())].into(),
+            },
         ] {
             image.apply(&r);
         }

@@ -37,7 +37,13 @@ pub const KNOWN: &[ConfigDef] = &[
         name: "cleanup.policy",
         config_type: ConfigType::List,
         doc: "delete: remove old segments by retention. compact is not supported yet.",
-        validate: |v| if v == "delete" { Ok(()) } else { Err("only 'delete' is supported".into()) },
+        validate: |v| {
+            if v == "delete" {
+                Ok(())
+            } else {
+                Err("only 'delete' is supported".into())
+            }
+        },
     },
     ConfigDef {
         name: "retention.ms",
@@ -109,7 +115,11 @@ pub enum TopicConfigError {
     #[error("unknown topic config '{0}'")]
     Unknown(String),
     #[error("invalid value '{value}' for topic config '{name}': {reason}")]
-    InvalidValue { name: String, value: String, reason: String },
+    InvalidValue {
+        name: String,
+        value: String,
+        reason: String,
+    },
 }
 
 pub fn find(name: &str) -> Option<&'static ConfigDef> {
@@ -156,7 +166,10 @@ impl TopicConfigs<'_> {
     }
 
     fn parsed<T: std::str::FromStr>(&self, name: &str, fallback: T) -> T {
-        self.overrides.get(name).and_then(|v| v.parse().ok()).unwrap_or(fallback)
+        self.overrides
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(fallback)
     }
 
     /// The partition log settings for this topic.
@@ -173,7 +186,9 @@ impl TopicConfigs<'_> {
     }
 
     pub fn log_append_time(&self) -> bool {
-        self.overrides.get("message.timestamp.type").is_some_and(|v| v == "LogAppendTime")
+        self.overrides
+            .get("message.timestamp.type")
+            .is_some_and(|v| v == "LogAppendTime")
     }
 
     pub fn min_insync_replicas(&self) -> i32 {
@@ -188,9 +203,18 @@ mod tests {
     #[test]
     fn validation_names_the_config_and_the_reason() {
         assert_eq!(validate_entry("retention.ms", "-1"), Ok(()));
-        assert!(matches!(validate_entry("retention.ms", "-2"), Err(TopicConfigError::InvalidValue { .. })));
-        assert!(matches!(validate_entry("segment.bytes", "abc"), Err(TopicConfigError::InvalidValue { .. })));
-        assert_eq!(validate_entry("no.such", "1"), Err(TopicConfigError::Unknown("no.such".into())));
+        assert!(matches!(
+            validate_entry("retention.ms", "-2"),
+            Err(TopicConfigError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            validate_entry("segment.bytes", "abc"),
+            Err(TopicConfigError::InvalidValue { .. })
+        ));
+        assert_eq!(
+            validate_entry("no.such", "1"),
+            Err(TopicConfigError::Unknown("no.such".into()))
+        );
         let err = validate_entry("cleanup.policy", "compact").expect_err("compact unsupported");
         assert!(err.to_string().contains("cleanup.policy"));
     }
@@ -198,13 +222,22 @@ mod tests {
     #[test]
     fn overrides_win_over_defaults() {
         let defaults = LogConfig::default();
-        let overrides: BTreeMap<String, String> =
-            [("retention.ms".to_string(), "1000".to_string()), ("message.timestamp.type".into(), "LogAppendTime".into())].into();
-        let tc = TopicConfigs { defaults: &defaults, overrides: &overrides };
+        let overrides: BTreeMap<String, String> = [
+            ("retention.ms".to_string(), "1000".to_string()),
+            ("message.timestamp.type".into(), "LogAppendTime".into()),
+        ]
+        .into();
+        let tc = TopicConfigs {
+            defaults: &defaults,
+            overrides: &overrides,
+        };
         assert_eq!(tc.log_config().retention_ms, 1000);
         assert_eq!(tc.log_config().segment_bytes, defaults.segment_bytes);
         assert_eq!(tc.value("retention.ms"), ("1000".to_string(), true));
-        assert_eq!(tc.value("segment.bytes"), (defaults.segment_bytes.to_string(), false));
+        assert_eq!(
+            tc.value("segment.bytes"),
+            (defaults.segment_bytes.to_string(), false)
+        );
         assert!(tc.log_append_time());
     }
 }

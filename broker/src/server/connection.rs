@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::dispatch::{self, DispatchError};
-use crate::broker::Broker;
+use crate::handlers::Context;
 
 /// Requests handled concurrently on one connection before reading pauses.
 const MAX_IN_FLIGHT: usize = 64;
@@ -34,23 +34,29 @@ enum FrameError {
     Read(#[from] std::io::Error),
 }
 
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, stopping: watch::Receiver<bool>) {
+pub async fn serve(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stopping: watch::Receiver<bool>,
+) {
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(write, rx, peer));
-    if let Err(e) = read_requests(&broker, read, tx, stopping).await {
+    if let Err(e) = read_requests(&ctx, read, peer, tx, stopping).await {
         tracing::warn!(%peer, error = %e, "closing connection");
     }
     let _ = writer.await;
 }
 
 async fn read_requests(
-    broker: &Arc<Broker>,
+    ctx: &Arc<Context>,
     read: OwnedReadHalf,
+    peer: SocketAddr,
     tx: mpsc::Sender<Pending>,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
-    let max = broker.config.max_request_bytes;
+    let max = ctx.broker.config.max_request_bytes;
     let mut read = BufReader::with_capacity(64 * 1024, read);
     loop {
         let len = tokio::select! {
@@ -69,7 +75,7 @@ async fn read_requests(
         }
         let mut frame = BytesMut::zeroed(len as usize);
         read.read_exact(&mut frame).await?;
-        let handle = tokio::spawn(dispatch::handle_frame(broker.clone(), frame.freeze()));
+        let handle = tokio::spawn(dispatch::handle_frame(ctx.clone(), peer, frame.freeze()));
         if tx.send(handle).await.is_err() {
             return Ok(());
         }

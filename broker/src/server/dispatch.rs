@@ -1,6 +1,7 @@
 //! Decodes one request frame, routes it to its handler and encodes the
 //! response frame (length prefix, response header, body).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,8 +10,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::versions;
-use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{self, Context};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -21,13 +21,25 @@ pub enum DispatchError {
     #[error("{api:?} version {version} is not supported")]
     UnsupportedVersion { api: ApiKey, version: i16 },
     #[error("decoding {api:?} v{version}: {reason}")]
-    Decode { api: ApiKey, version: i16, reason: String },
+    Decode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
     #[error("encoding the {api:?} v{version} response: {reason}")]
-    Encode { api: ApiKey, version: i16, reason: String },
+    Encode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
 }
 
 /// Handles one frame; `Ok(None)` means no response (Produce with acks=0).
-pub async fn handle_frame(broker: Arc<Broker>, mut frame: Bytes) -> Result<Option<Bytes>, DispatchError> {
+pub async fn handle_frame(
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    mut frame: Bytes,
+) -> Result<Option<Bytes>, DispatchError> {
     if frame.len() < 8 {
         return Err(DispatchError::ShortFrame(frame.len()));
     }
@@ -44,20 +56,43 @@ pub async fn handle_frame(broker: Arc<Broker>, mut frame: Bytes) -> Result<Optio
     if !(min..=max).contains(&version) {
         return Err(DispatchError::UnsupportedVersion { api, version });
     }
-    let decode_err = |e: anyhow::Error| DispatchError::Decode { api, version, reason: format!("{e:#}") };
-    let header = RequestHeader::decode(&mut frame, api.request_header_version(version)).map_err(decode_err)?;
+    let decode_err = |e: anyhow::Error| DispatchError::Decode {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(decode_err)?;
     let request = RequestKind::decode(api, &mut frame, version).map_err(decode_err)?;
     if frame.has_remaining() {
-        tracing::debug!(?api, version, trailing = frame.remaining(), "ignoring trailing bytes after a request");
+        tracing::debug!(
+            ?api,
+            version,
+            trailing = frame.remaining(),
+            "ignoring trailing bytes after a request"
+        );
     }
     let started = Instant::now();
-    let response = handlers::handle(&broker, &header, request).await;
-    broker.metrics.record_request(label, started.elapsed().as_secs_f64());
-    response.map(|body| encode_response(header.correlation_id, api, version, &body)).transpose()
+    let response = handlers::handle(&ctx, &header, peer, request).await;
+    ctx.broker
+        .metrics
+        .record_request(label, started.elapsed().as_secs_f64());
+    response
+        .map(|body| encode_response(header.correlation_id, api, version, &body))
+        .transpose()
 }
 
-fn encode_response(correlation_id: i32, api: ApiKey, version: i16, body: &ResponseKind) -> Result<Bytes, DispatchError> {
-    let encode_err = |e: anyhow::Error| DispatchError::Encode { api, version, reason: format!("{e:#}") };
+fn encode_response(
+    correlation_id: i32,
+    api: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> Result<Bytes, DispatchError> {
+    let encode_err = |e: anyhow::Error| DispatchError::Encode {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     ResponseHeader::default()

@@ -12,11 +12,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::broker::Broker;
+use crate::handlers::Context;
 
 /// Accepts connections until `stopping` turns true, then waits for open
 /// connections to finish their in-flight requests.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut stopping: watch::Receiver<bool>) {
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut stopping: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     let for_connections = stopping.clone();
     loop {
@@ -24,7 +24,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut stopping: wat
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(broker.clone(), stream, peer, for_connections.clone()));
+                    connections.spawn(connection::serve(ctx.clone(), stream, peer, for_connections.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: keep serving the others.

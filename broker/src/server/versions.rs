@@ -15,12 +15,33 @@ pub const SUPPORTED: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DeleteTopics, "delete_topics", 1, 6),
     (ApiKey::DescribeConfigs, "describe_configs", 1, 4),
     (ApiKey::CreatePartitions, "create_partitions", 0, 3),
-    (ApiKey::IncrementalAlterConfigs, "incremental_alter_configs", 0, 1),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        "incremental_alter_configs",
+        0,
+        1,
+    ),
+    // Groups: librdkafka needs the v0 floors to enable consumer groups.
+    (ApiKey::FindCoordinator, "find_coordinator", 0, 4),
+    (ApiKey::JoinGroup, "join_group", 0, 9),
+    (ApiKey::SyncGroup, "sync_group", 0, 5),
+    (ApiKey::Heartbeat, "heartbeat", 0, 4),
+    (ApiKey::LeaveGroup, "leave_group", 0, 5),
+    (ApiKey::OffsetCommit, "offset_commit", 2, 8),
+    (ApiKey::OffsetFetch, "offset_fetch", 1, 8),
+    (ApiKey::DescribeGroups, "describe_groups", 0, 5),
+    (ApiKey::ListGroups, "list_groups", 0, 5),
+    (ApiKey::DeleteGroups, "delete_groups", 0, 2),
+    (ApiKey::OffsetDelete, "offset_delete", 0, 0),
+    (ApiKey::InitProducerId, "init_producer_id", 0, 5),
 ];
 
 /// The supported range and metric label of `key`, if it is supported at all.
 pub fn lookup(key: ApiKey) -> Option<(&'static str, i16, i16)> {
-    SUPPORTED.iter().find(|(k, ..)| *k == key).map(|&(_, name, min, max)| (name, min, max))
+    SUPPORTED
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map(|&(_, name, min, max)| (name, min, max))
 }
 
 #[cfg(test)]
@@ -34,7 +55,10 @@ mod tests {
     fn advertised_ranges_are_decodable() {
         for &(key, name, min, max) in SUPPORTED {
             let codec = key.valid_versions();
-            assert!(min <= max && codec.min <= min && max <= codec.max, "{name}: {min}..={max} vs {codec}");
+            assert!(
+                min <= max && codec.min <= min && max <= codec.max,
+                "{name}: {min}..={max} vs {codec}"
+            );
         }
         assert_eq!(ProduceRequest::VERSIONS.min, 3);
     }

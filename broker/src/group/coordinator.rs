@@ -1,0 +1,570 @@
+//! The group coordinator: owns every group's [`Group`] state machine, parks
+//! JoinGroup/SyncGroup requests until their reply is decided, ticks timers,
+//! validates and stores offset commits, expires the offsets of groups that
+//! stayed empty, and computes consumer lag.
+//!
+//! One lock guards all groups; it is never held across an await. Offset
+//! writes go through [`OffsetStore`] after the commit was validated.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::offsets::{Committed, OffsetError, OffsetStore};
+use super::state::{
+    Group, GroupConfig, GroupState, JoinRequest, JoinResult, Outcome, Reply, SyncResult,
+};
+use crate::broker::{Broker, now_ms};
+
+/// Largest metadata string kept with a commit (Kafka's offset.metadata.max.bytes).
+pub const MAX_OFFSET_METADATA: usize = 4096;
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<String, Group>,
+    join_waiters: HashMap<Key, oneshot::Sender<JoinResult>>,
+    sync_waiters: HashMap<Key, oneshot::Sender<SyncResult>>,
+    /// When a group last became empty (ms), for offset retention.
+    empty_since: HashMap<String, i64>,
+}
+
+impl Inner {
+    fn deliver(&mut self, group: &str, replies: Vec<Reply>) {
+        for reply in replies {
+            match reply {
+                Reply::Join(member, r) => {
+                    if let Some(tx) = self.join_waiters.remove(&(group.to_string(), member)) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Reply::Sync(member, r) => {
+                    if let Some(tx) = self.sync_waiters.remove(&(group.to_string(), member)) {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+        }
+    }
+
+    fn note_emptiness(&mut self, group: &str) {
+        match self.groups.get(group) {
+            Some(g) if !g.is_empty() => {
+                self.empty_since.remove(group);
+            }
+            _ => {
+                self.empty_since
+                    .entry(group.to_string())
+                    .or_insert_with(now_ms);
+            }
+        }
+    }
+}
+
+/// One partition's lag, from one snapshot of the committed offsets.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed_offset: Option<i64>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub lag: i64,
+}
+
+/// lag = max(0, HW − committed), where a commit below the log start counts
+/// from the log start (retention-deleted records are not lag); with no
+/// commit, HW − log start.
+pub fn partition_lag(committed: Option<i64>, high_watermark: i64, log_start_offset: i64) -> i64 {
+    let from = committed.map_or(log_start_offset, |c| c.max(log_start_offset));
+    (high_watermark - from).max(0)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupLag {
+    pub group: String,
+    pub state: &'static str,
+    pub members: usize,
+    pub total_lag: i64,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// A group as DescribeGroups shows it.
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+pub struct GroupCoordinator {
+    broker: Arc<Broker>,
+    pub offsets: OffsetStore,
+    config: GroupConfig,
+    offsets_retention_ms: i64,
+    inner: Mutex<Inner>,
+}
+
+impl GroupCoordinator {
+    pub fn open(
+        broker: Arc<Broker>,
+        config: GroupConfig,
+        offsets_retention_ms: i64,
+    ) -> Result<Self, OffsetError> {
+        let offsets = OffsetStore::open(broker.clone())?;
+        let mut inner = Inner::default();
+        for g in offsets.groups() {
+            inner.empty_since.insert(g, now_ms());
+        }
+        Ok(Self {
+            broker,
+            offsets,
+            config,
+            offsets_retention_ms,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        if group_id.is_empty() {
+            return JoinResult::error(ResponseError::InvalidGroupId, &req.member_id);
+        }
+        let wait = req.rebalance_timeout + Duration::from_secs(5);
+        let client_id = req.client_id.clone();
+        let rx = {
+            let mut inner = self.lock();
+            let group = inner
+                .groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id));
+            let (outcome, replies) = group.join(req, Instant::now(), &self.config, || {
+                format!("{client_id}-{}", uuid::Uuid::new_v4())
+            });
+            let rx = match outcome {
+                Outcome::Now(r) => {
+                    inner.deliver(group_id, replies);
+                    inner.note_emptiness(group_id);
+                    return r;
+                }
+                Outcome::Wait(member) => {
+                    let (tx, rx) = oneshot::channel();
+                    // A retried JoinGroup replaces the earlier one's waiter.
+                    inner
+                        .join_waiters
+                        .insert((group_id.to_string(), member.clone()), tx);
+                    (rx, member)
+                }
+            };
+            inner.deliver(group_id, replies);
+            inner.note_emptiness(group_id);
+            rx
+        };
+        let (rx, member) = rx;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(r)) => r,
+            _ => JoinResult::error(ResponseError::RebalanceInProgress, &member),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let rx = {
+            let mut inner = self.lock();
+            let Some(group) = inner.groups.get_mut(group_id) else {
+                return SyncResult::error(ResponseError::UnknownMemberId);
+            };
+            let session = group
+                .members
+                .get(member_id)
+                .map(|m| m.session_timeout)
+                .unwrap_or_default();
+            let (outcome, replies) = group.sync(
+                generation,
+                member_id,
+                instance_id,
+                protocol_type,
+                protocol_name,
+                assignments,
+                Instant::now(),
+            );
+            let rx = match outcome {
+                Outcome::Now(r) => {
+                    inner.deliver(group_id, replies);
+                    return r;
+                }
+                Outcome::Wait(member) => {
+                    let (tx, rx) = oneshot::channel();
+                    inner
+                        .sync_waiters
+                        .insert((group_id.to_string(), member), tx);
+                    (rx, session)
+                }
+            };
+            inner.deliver(group_id, replies);
+            rx
+        };
+        let (rx, session) = rx;
+        match tokio::time::timeout(session + Duration::from_secs(5), rx).await {
+            Ok(Ok(r)) => r,
+            _ => SyncResult::error(ResponseError::RebalanceInProgress),
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> ResponseError {
+        let mut inner = self.lock();
+        match inner.groups.get_mut(group_id) {
+            Some(g) => g.heartbeat(generation, member_id, instance_id, Instant::now()),
+            None => ResponseError::UnknownMemberId,
+        }
+    }
+
+    /// LeaveGroup for each (member id, instance id); one code each.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<ResponseError> {
+        let mut inner = self.lock();
+        let mut codes = Vec::with_capacity(members.len());
+        for (member_id, instance_id) in members {
+            let Some(g) = inner.groups.get_mut(group_id) else {
+                codes.push(ResponseError::UnknownMemberId);
+                continue;
+            };
+            let (code, replies) = g.leave(
+                member_id,
+                instance_id.as_deref(),
+                Instant::now(),
+                &self.config,
+            );
+            codes.push(code);
+            inner.deliver(group_id, replies);
+        }
+        inner.note_emptiness(group_id);
+        codes
+    }
+
+    /// Validates and writes an OffsetCommit; returns the group-level error
+    /// (applied to every partition) or Ok after the offsets are durable.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        entries: Vec<((String, i32), Committed)>,
+    ) -> Result<(), ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        {
+            let mut inner = self.lock();
+            let group = inner
+                .groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id));
+            group.validate_commit(generation, member_id, instance_id, Instant::now())?;
+            inner.note_emptiness(group_id);
+        }
+        let entries = entries.into_iter().map(|(tp, c)| (tp, Some(c))).collect();
+        self.offsets.write(group_id, entries).await.map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "offset commit failed");
+            ResponseError::KafkaStorageError
+        })
+    }
+
+    pub fn describe(&self, group_id: &str) -> GroupDescription {
+        let inner = self.lock();
+        match inner.groups.get(group_id) {
+            Some(g) => GroupDescription {
+                state: g.state.name(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                protocol: if g.state == GroupState::Stable {
+                    g.protocol.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                members: g
+                    .members
+                    .values()
+                    .map(|m| {
+                        let metadata = g
+                            .protocol
+                            .as_ref()
+                            .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
+                            .map(|(_, md)| md.clone())
+                            .unwrap_or_default();
+                        (
+                            m.id.clone(),
+                            m.instance_id.clone(),
+                            m.client_id.clone(),
+                            m.client_host.clone(),
+                            metadata,
+                            m.assignment.clone(),
+                        )
+                    })
+                    .collect(),
+            },
+            None if !self.offsets.group(group_id).is_empty() => GroupDescription {
+                state: "Empty",
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: vec![],
+            },
+            None => GroupDescription {
+                state: "Dead",
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: vec![],
+            },
+        }
+    }
+
+    /// (group id, protocol type, state) of every group with members or offsets.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        let inner = self.lock();
+        let mut out: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
+        for g in self.offsets.groups() {
+            out.insert(g, (String::new(), "Empty"));
+        }
+        for (id, g) in &inner.groups {
+            if !g.is_empty() || out.contains_key(id) {
+                out.insert(
+                    id.clone(),
+                    (g.protocol_type.clone().unwrap_or_default(), g.state.name()),
+                );
+            }
+        }
+        out.into_iter().map(|(id, (pt, st))| (id, pt, st)).collect()
+    }
+
+    /// DeleteGroups for one group: only an empty group, with its offsets.
+    pub async fn delete_group(&self, group_id: &str) -> ResponseError {
+        let offsets = self.offsets.group(group_id);
+        {
+            let mut inner = self.lock();
+            match inner.groups.get(group_id) {
+                Some(g) if !g.is_empty() => return ResponseError::NonEmptyGroup,
+                None if offsets.is_empty() => return ResponseError::GroupIdNotFound,
+                _ => {}
+            }
+            inner.groups.remove(group_id);
+            inner.empty_since.remove(group_id);
+        }
+        let tombstones = offsets.into_keys().map(|tp| (tp, None)).collect();
+        match self.offsets.write(group_id, tombstones).await {
+            Ok(()) => ResponseError::Unknown(0),
+            Err(_) => ResponseError::KafkaStorageError,
+        }
+    }
+
+    /// OffsetDelete: a group may not delete offsets of a topic it consumes.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<ResponseError>, ResponseError> {
+        let subscribed: BTreeSet<String> = {
+            let inner = self.lock();
+            match inner.groups.get(group_id) {
+                Some(g) if !g.is_empty() => g.subscribed_topics().unwrap_or_default(),
+                Some(_) => BTreeSet::new(),
+                None if self.offsets.group(group_id).is_empty() => {
+                    return Err(ResponseError::GroupIdNotFound);
+                }
+                None => BTreeSet::new(),
+            }
+        };
+        let mut codes = Vec::with_capacity(partitions.len());
+        let mut tombstones = Vec::new();
+        for (topic, partition) in partitions {
+            if subscribed.contains(&topic) {
+                codes.push(ResponseError::GroupSubscribedToTopic);
+            } else {
+                codes.push(ResponseError::Unknown(0));
+                tombstones.push(((topic, partition), None));
+            }
+        }
+        self.offsets
+            .write(group_id, tombstones)
+            .await
+            .map_err(|_| ResponseError::KafkaStorageError)?;
+        Ok(codes)
+    }
+
+    /// Advances every group's timers.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        for id in ids {
+            let replies = match inner.groups.get_mut(&id) {
+                Some(g) => g.tick(now, &self.config),
+                None => continue,
+            };
+            inner.deliver(&id, replies);
+            inner.note_emptiness(&id);
+        }
+        // Forget empty groups with no offsets; they hold nothing.
+        let offsets = &self.offsets;
+        inner
+            .groups
+            .retain(|id, g| !g.is_empty() || !offsets.group(id).is_empty());
+    }
+
+    /// Deletes the offsets of groups that stayed empty past the retention.
+    pub async fn expire_offsets(&self) {
+        if self.offsets_retention_ms < 0 {
+            return;
+        }
+        let cutoff = now_ms() - self.offsets_retention_ms;
+        let expired: Vec<String> = {
+            let inner = self.lock();
+            self.offsets
+                .groups()
+                .into_iter()
+                .filter(|g| inner.groups.get(g).is_none_or(|grp| grp.is_empty()))
+                .filter(|g| {
+                    let last_commit = self
+                        .offsets
+                        .group(g)
+                        .values()
+                        .map(|c| c.commit_ms)
+                        .max()
+                        .unwrap_or(0);
+                    let since = inner
+                        .empty_since
+                        .get(g)
+                        .copied()
+                        .unwrap_or(0)
+                        .max(last_commit);
+                    since <= cutoff
+                })
+                .collect()
+        };
+        for g in expired {
+            tracing::info!(group = %g, "expiring the offsets of a group empty for longer than the offsets retention");
+            let tombstones = self
+                .offsets
+                .group(&g)
+                .into_keys()
+                .map(|tp| (tp, None))
+                .collect();
+            if let Err(e) = self.offsets.write(&g, tombstones).await {
+                tracing::error!(group = %g, error = %e, "expiring offsets failed");
+            }
+        }
+    }
+
+    /// Lag per partition of a group: partitions with a commit plus every
+    /// partition of the topics its members subscribe to. None when the
+    /// group has neither members nor offsets.
+    pub fn lag(&self, group_id: &str) -> Option<GroupLag> {
+        let (state, members, subscribed) = {
+            let inner = self.lock();
+            match inner.groups.get(group_id) {
+                Some(g) => (
+                    g.state.name(),
+                    g.members.len(),
+                    g.subscribed_topics().unwrap_or_default(),
+                ),
+                None => ("Empty", 0, BTreeSet::new()),
+            }
+        };
+        // One snapshot of the committed offsets, then the high watermarks.
+        let committed = self.offsets.group(group_id);
+        if committed.is_empty() && members == 0 {
+            return None;
+        }
+        let image = self.broker.image();
+        let mut keys: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
+        for topic in &subscribed {
+            if let Some(t) = image.topics.get(topic) {
+                keys.extend((0..t.partitions).map(|p| (topic.clone(), p)));
+            }
+        }
+        let partitions: Vec<PartitionLag> = keys
+            .into_iter()
+            .filter_map(|(topic, partition)| {
+                let p = self.broker.partition(&topic, partition)?;
+                let (start, hw) = {
+                    let log = p.log();
+                    (log.log_start_offset(), log.log_end_offset())
+                };
+                let c = committed.get(&(topic.clone(), partition)).map(|c| c.offset);
+                Some(PartitionLag {
+                    topic,
+                    partition,
+                    committed_offset: c,
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    lag: partition_lag(c, hw, start),
+                })
+            })
+            .collect();
+        Some(GroupLag {
+            group: group_id.to_string(),
+            state,
+            members,
+            total_lag: partitions.iter().map(|p| p.lag).sum(),
+            partitions,
+        })
+    }
+
+    /// Every group that has offsets or members.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.list().into_iter().map(|(id, ..)| id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_lag;
+
+    #[test]
+    fn lag_is_never_negative_and_ignores_deleted_records() {
+        assert_eq!(partition_lag(Some(5), 10, 0), 5);
+        assert_eq!(partition_lag(Some(10), 10, 0), 0);
+        assert_eq!(
+            partition_lag(Some(12), 10, 0),
+            0,
+            "a commit past HW is no negative lag"
+        );
+        assert_eq!(
+            partition_lag(Some(2), 10, 7),
+            3,
+            "records below the log start are gone, not lag"
+        );
+        assert_eq!(
+            partition_lag(None, 10, 4),
+            6,
+            "no commit: everything retained"
+        );
+    }
+}
