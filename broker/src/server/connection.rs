@@ -1,8 +1,11 @@
-//! One client connection: length-prefixed frames in, responses out in
-//! request order. Requests are pipelined: the reader hands each frame to
-//! its own task at once and queues the task's handle; the writer awaits the
-//! handles in order, so responses keep request order as Kafka clients
-//! require while later requests are already being handled.
+//! One client connection: length-prefixed frames in, responses out.
+//!
+//! The reader task reads ahead (up to [`MAX_QUEUED`] frames) while the
+//! handler task serves the frames one at a time, in arrival order, and
+//! writes each response before taking the next frame. Handling in order is
+//! what makes a client's pipelined Produce requests land in the log in the
+//! order they were sent (Kafka serves a connection the same way); reading
+//! ahead keeps the socket busy meanwhile.
 //!
 //! A frame that cannot be served (a length over the limit, a malformed
 //! header or body, an unknown API or version) closes this connection and is
@@ -16,15 +19,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
-use super::dispatch::{self, DispatchError};
+use super::dispatch;
 use crate::handlers::Context;
 
-/// Requests handled concurrently on one connection before reading pauses.
-const MAX_IN_FLIGHT: usize = 64;
-
-type Pending = JoinHandle<Result<Option<Bytes>, DispatchError>>;
+/// Frames read ahead of the one being handled before reading pauses.
+const MAX_QUEUED: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
@@ -34,26 +34,20 @@ enum FrameError {
     Read(#[from] std::io::Error),
 }
 
-pub async fn serve(
-    ctx: Arc<Context>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    stopping: watch::Receiver<bool>,
-) {
+pub async fn serve(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, stopping: watch::Receiver<bool>) {
     let (read, write) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(write_responses(write, rx, peer));
-    if let Err(e) = read_requests(&ctx, read, peer, tx, stopping).await {
+    let (tx, rx) = mpsc::channel::<Bytes>(MAX_QUEUED);
+    let handler = tokio::spawn(handle_in_order(ctx.clone(), write, rx, peer));
+    if let Err(e) = read_frames(&ctx, read, tx, stopping).await {
         tracing::warn!(%peer, error = %e, "closing connection");
     }
-    let _ = writer.await;
+    let _ = handler.await;
 }
 
-async fn read_requests(
+async fn read_frames(
     ctx: &Arc<Context>,
     read: OwnedReadHalf,
-    peer: SocketAddr,
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Bytes>,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     let max = ctx.broker.config.max_request_bytes;
@@ -67,7 +61,7 @@ async fn read_requests(
                 Err(e) => return Err(e.into()),
             },
             _ = crate::stopped(&mut stopping) => return Ok(()),
-            // The writer gave up (a request could not be served).
+            // The handler gave up (a request could not be served).
             _ = tx.closed() => return Ok(()),
         };
         if len < 0 || len as usize > max {
@@ -75,24 +69,19 @@ async fn read_requests(
         }
         let mut frame = BytesMut::zeroed(len as usize);
         read.read_exact(&mut frame).await?;
-        let handle = tokio::spawn(dispatch::handle_frame(ctx.clone(), peer, frame.freeze()));
-        if tx.send(handle).await.is_err() {
+        if tx.send(frame.freeze()).await.is_err() {
             return Ok(());
         }
     }
 }
 
-async fn write_responses(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
+async fn handle_in_order(ctx: Arc<Context>, write: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, peer: SocketAddr) {
     let mut write = BufWriter::with_capacity(64 * 1024, write);
-    while let Some(pending) = rx.recv().await {
-        let response = match pending.await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
-                break;
-            }
+    while let Some(frame) = rx.recv().await {
+        let response = match dispatch::handle_frame(ctx.clone(), peer, frame).await {
+            Ok(response) => response,
             Err(e) => {
-                tracing::error!(%peer, error = %e, "request handler failed; closing connection");
+                tracing::warn!(%peer, error = %e, "closing connection");
                 break;
             }
         };
@@ -101,7 +90,7 @@ async fn write_responses(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>,
         {
             break;
         }
-        // Flush once the queue of finished responses is drained.
+        // Flush once no further request is waiting, so back-to-back responses share a write.
         if rx.is_empty() && write.flush().await.is_err() {
             break;
         }
