@@ -34,6 +34,10 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_ADVERTISED_ADDRESS", value_parser = parse_host_port)]
     pub advertised_address: Option<(String, u16)>,
 
+    /// Address of the admin gRPC API (used by the operator and tools).
+    #[arg(long, env = "TIDEWAY_ADMIN_LISTEN", default_value = "127.0.0.1:9093")]
+    pub admin_listen: SocketAddr,
+
     /// Address of the HTTP server for /livez, /readyz and /metrics.
     #[arg(long, env = "TIDEWAY_HTTP_LISTEN", default_value = "127.0.0.1:9644")]
     pub http_listen: SocketAddr,
@@ -140,6 +144,7 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     pub advertised_address: Option<(String, u16)>,
     pub http_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
     /// Defaults for every partition log; topic configs override them.
@@ -165,6 +170,7 @@ impl BrokerConfig {
             listen: args.listen,
             advertised_address: args.advertised_address.clone(),
             http_listen: args.http_listen,
+            admin_listen: args.admin_listen,
             default_partitions: args.default_partitions,
             auto_create_topics: args.auto_create_topics,
             log_defaults: LogConfig {
@@ -195,6 +201,7 @@ impl BrokerConfig {
         args.data_dir = data_dir;
         args.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         args.http_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        args.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         Self::from_args(&args)
     }
 }

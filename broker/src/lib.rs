@@ -9,6 +9,7 @@
 //!
 //! `main.rs` parses the command line and calls [`run`].
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod group;
@@ -56,6 +57,7 @@ pub struct Running {
     pub ctx: Arc<Context>,
     pub kafka_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     stopping: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -114,6 +116,7 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
     tracing::info!(%http_addr, "HTTP endpoint up (/livez, /readyz, /metrics)");
 
     let listen = config.listen;
+    let admin_listen = config.admin_listen;
     let advertised = config.advertised_address.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
@@ -149,13 +152,44 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
         advertised.unwrap_or_else(|| (kafka_addr.ip().to_string(), kafka_addr.port()));
     broker.set_advertised(host.clone(), port);
     tasks.spawn(server::serve(ctx.clone(), listener, stopping_rx.clone()));
+    let admin_listener =
+        TcpListener::bind(admin_listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                flag: "--admin-listen",
+                addr: admin_listen,
+                source,
+            })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| RunError::Bind {
+            flag: "--admin-listen",
+            addr: admin_listen,
+            source,
+        })?;
+    {
+        let ctx = ctx.clone();
+        let mut rx = stopping_rx.clone();
+        tasks.spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(admin_listener);
+            let served = tonic::transport::Server::builder()
+                .add_service(admin::server(ctx))
+                .serve_with_incoming_shutdown(incoming, async move { stopped(&mut rx).await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin API server failed");
+            }
+        });
+    }
     spawn_background(&mut tasks, &ctx, &stopping_rx);
     ready.store(true, Ordering::Release);
+    tracing::info!(%admin_addr, "admin API up");
     tracing::info!(%kafka_addr, advertised = %format!("{host}:{port}"), node_id = broker.node_id(), "Kafka listener up; broker ready");
     Ok(Running {
         ctx,
         kafka_addr,
         http_addr,
+        admin_addr,
         stopping,
         tasks,
     })

@@ -106,7 +106,7 @@ class Broker:
         self.extra_env = dict(env or {})
         self.settings_override = dict(settings or {})
         self.config_via_env = config_via_env
-        self.kafka_port, self.http_port = free_loopback_ports(2)
+        self.kafka_port, self.http_port, self.admin_port = free_loopback_ports(3)
         self.proc: subprocess.Popen | None = None
 
     # -- addresses -------------------------------------------------------------------
@@ -129,6 +129,7 @@ class Broker:
             "data-dir": str(self.data_dir),
             "listen": self.bootstrap,
             "http-listen": f"127.0.0.1:{self.http_port}",
+            "admin-listen": f"127.0.0.1:{self.admin_port}",
             **self.settings_override,
         }
         return {flag: value for flag, value in settings.items() if value is not None}

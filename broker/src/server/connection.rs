@@ -34,7 +34,12 @@ enum FrameError {
     Read(#[from] std::io::Error),
 }
 
-pub async fn serve(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr, stopping: watch::Receiver<bool>) {
+pub async fn serve(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stopping: watch::Receiver<bool>,
+) {
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Bytes>(MAX_QUEUED);
     let handler = tokio::spawn(handle_in_order(ctx.clone(), write, rx, peer));
@@ -75,7 +80,12 @@ async fn read_frames(
     }
 }
 
-async fn handle_in_order(ctx: Arc<Context>, write: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, peer: SocketAddr) {
+async fn handle_in_order(
+    ctx: Arc<Context>,
+    write: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    peer: SocketAddr,
+) {
     let mut write = BufWriter::with_capacity(64 * 1024, write);
     while let Some(frame) = rx.recv().await {
         let response = match dispatch::handle_frame(ctx.clone(), peer, frame).await {

@@ -234,14 +234,12 @@ async fn every_api_at_every_version_answers_decodably() {
         let req = FetchRequest::default()
             .with_max_wait_ms(0)
             .with_max_bytes(1 << 20)
-            .with_topics(vec![
-                t.with_partitions(vec![
+            .with_topics(vec![t.with_partitions(vec![
                     FetchPartition::default()
                         .with_partition(0)
                         .with_fetch_offset(1)
                         .with_partition_max_bytes(1 << 20),
-                ]),
-            ]);
+                ])]);
         let r: FetchResponse = c.call(ApiKey::Fetch, v, &req).await;
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "Fetch v{v}");

@@ -1,0 +1,356 @@
+//! The admin gRPC service (tonic) on `--admin-listen`: cluster and partition
+//! state, restart risk, drain, topic lifecycle and consumer lag for the
+//! operator and tools. Errors are gRPC statuses naming the object (mapped
+//! in [`status`]). The proto is `broker/proto/admin.proto`.
+//!
+//! This node is the whole cluster until the replication work adds brokers:
+//! every partition has this broker as its only replica and leader.
+
+pub mod risk;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tideway_admin_api::v1::*;
+use tideway_admin_api::{Admin, AdminServer};
+use tonic::{Request, Response, Status};
+
+use crate::broker::{Broker, TopicError};
+use crate::handlers::Context;
+use crate::metadata::TopicMeta;
+
+pub struct AdminService {
+    ctx: Arc<Context>,
+}
+
+pub fn server(ctx: Arc<Context>) -> AdminServer<AdminService> {
+    AdminServer::new(AdminService { ctx })
+}
+
+/// gRPC status for a topic operation that failed.
+fn status(e: TopicError) -> Status {
+    let message = e.to_string();
+    match e {
+        TopicError::Unknown(_) => Status::not_found(message),
+        TopicError::AlreadyExists(_) => Status::already_exists(message),
+        TopicError::InvalidName(_)
+        | TopicError::InvalidPartitions(_)
+        | TopicError::InvalidConfig(_)
+        | TopicError::InvalidReplicaAssignment(_) => Status::invalid_argument(message),
+        TopicError::InvalidReplicationFactor(_) => Status::failed_precondition(message),
+        TopicError::Commit(_) | TopicError::CreateLog { .. } => Status::internal(message),
+    }
+}
+
+fn check_broker(broker: &Broker, id: i32) -> Result<(), Status> {
+    if id == broker.node_id() {
+        Ok(())
+    } else {
+        Err(Status::not_found(format!(
+            "broker {id} is not in the cluster"
+        )))
+    }
+}
+
+/// The state of every partition of `topic` as this node sees it.
+fn partition_states(broker: &Broker, topic: &TopicMeta) -> Vec<PartitionState> {
+    let me = broker.node_id();
+    let min_isr = broker.topic_configs(topic).min_insync_replicas();
+    (0..topic.partitions)
+        .filter_map(|index| {
+            let p = broker.partition(&topic.name, index)?;
+            let (start, end) = {
+                let log = p.log();
+                (log.log_start_offset(), log.log_end_offset())
+            };
+            Some(PartitionState {
+                topic: topic.name.clone(),
+                partition: index,
+                leader: me,
+                leader_epoch: 0,
+                replicas: vec![me],
+                isr: vec![me],
+                high_watermark: end,
+                log_end_offset: end,
+                log_start_offset: start,
+                min_insync_replicas: min_isr,
+                under_replicated: false,
+                under_min_isr: 1 < min_isr,
+                offline: false,
+            })
+        })
+        .collect()
+}
+
+fn describe_topic(broker: &Broker, topic: &TopicMeta) -> TopicDescription {
+    let states = partition_states(broker, topic);
+    TopicDescription {
+        name: topic.name.clone(),
+        topic_id: topic.topic_id.to_string(),
+        partitions: topic.partitions,
+        replication_factor: 1,
+        min_insync_replicas: broker.topic_configs(topic).min_insync_replicas(),
+        configs: topic.configs.clone().into_iter().collect(),
+        under_replicated_partitions: states.iter().filter(|s| s.under_replicated).count() as i32,
+        under_min_isr_partitions: states.iter().filter(|s| s.under_min_isr).count() as i32,
+        reassignment_percent: 100,
+    }
+}
+
+fn topic_or_not_found(broker: &Broker, name: &str) -> Result<TopicMeta, Status> {
+    broker
+        .image()
+        .topics
+        .get(name)
+        .cloned()
+        .ok_or_else(|| Status::not_found(format!("topic '{name}' does not exist")))
+}
+
+fn positive(field: &str, value: i32) -> Result<(), Status> {
+    if value < 0 {
+        Err(Status::invalid_argument(format!(
+            "{field} must not be negative, got {value}"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn describe_cluster(
+        &self,
+        _: Request<DescribeClusterRequest>,
+    ) -> Result<Response<DescribeClusterResponse>, Status> {
+        let b = &self.ctx.broker;
+        let (host, port) = b.advertised();
+        let me = b.node_id();
+        Ok(Response::new(DescribeClusterResponse {
+            cluster_id: b.image().cluster_id.clone(),
+            controller_id: me,
+            brokers: vec![tideway_admin_api::v1::Broker {
+                id: me,
+                host,
+                port: port as i32,
+                rack: String::new(),
+                alive: true,
+                draining: false,
+            }],
+            quorum: Some(QuorumHealth {
+                voters: vec![me],
+                reachable_voters: vec![me],
+                has_leader: true,
+                committed_index: 0,
+            }),
+        }))
+    }
+
+    async fn describe_partitions(
+        &self,
+        r: Request<DescribePartitionsRequest>,
+    ) -> Result<Response<DescribePartitionsResponse>, Status> {
+        let r = r.into_inner();
+        let b = &self.ctx.broker;
+        let image = b.image();
+        for t in &r.topics {
+            if !image.topics.contains_key(t) {
+                return Err(Status::not_found(format!("topic '{t}' does not exist")));
+            }
+        }
+        let partitions = image
+            .topics
+            .values()
+            .filter(|t| r.topics.is_empty() || r.topics.contains(&t.name))
+            .flat_map(|t| partition_states(b, t))
+            .filter(|p| r.broker < 0 || p.replicas.contains(&r.broker))
+            .filter(|p| !r.only_unhealthy || p.under_replicated || p.under_min_isr || p.offline)
+            .collect();
+        Ok(Response::new(DescribePartitionsResponse { partitions }))
+    }
+
+    async fn restart_risk(
+        &self,
+        r: Request<RestartRiskRequest>,
+    ) -> Result<Response<RestartRiskResponse>, Status> {
+        let broker = r.into_inner().broker;
+        let b = &self.ctx.broker;
+        check_broker(b, broker)?;
+        let states: Vec<PartitionState> = b
+            .image()
+            .topics
+            .values()
+            .flat_map(|t| partition_states(b, t))
+            .collect();
+        Ok(Response::new(risk::plan_restart(broker, &states)))
+    }
+
+    async fn drain(&self, r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
+        let broker = r.into_inner().broker;
+        let b = &self.ctx.broker;
+        check_broker(b, broker)?;
+        // No other replica exists to take over: every leadership stays, and says why.
+        let led: Vec<PartitionState> = b
+            .image()
+            .topics
+            .values()
+            .flat_map(|t| partition_states(b, t))
+            .filter(|p| p.leader == broker)
+            .collect();
+        let n = led.len() as i32;
+        Ok(Response::new(DrainResponse {
+            broker,
+            leaderships_before: n,
+            leaderships_remaining: n,
+            done: n == 0,
+            blocked: led,
+        }))
+    }
+
+    async fn undrain(
+        &self,
+        r: Request<UndrainRequest>,
+    ) -> Result<Response<UndrainResponse>, Status> {
+        check_broker(&self.ctx.broker, r.into_inner().broker)?;
+        Ok(Response::new(UndrainResponse {}))
+    }
+
+    async fn create_topic(
+        &self,
+        r: Request<CreateTopicRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let r = r.into_inner();
+        positive("partitions", r.partitions)?;
+        positive("replication_factor", r.replication_factor)?;
+        positive("min_insync_replicas", r.min_insync_replicas)?;
+        let b = &self.ctx.broker;
+        let mut configs: BTreeMap<String, String> = r.configs.into_iter().collect();
+        if r.min_insync_replicas > 0 {
+            configs.insert(
+                "min.insync.replicas".into(),
+                r.min_insync_replicas.to_string(),
+            );
+        }
+        let partitions = if r.partitions == 0 { -1 } else { r.partitions };
+        let rf = if r.replication_factor == 0 {
+            -1
+        } else {
+            r.replication_factor as i16
+        };
+        let topic = b
+            .create_topic(&r.name, partitions, rf, configs)
+            .map_err(status)?;
+        Ok(Response::new(describe_topic(b, &topic)))
+    }
+
+    async fn alter_topic(
+        &self,
+        r: Request<AlterTopicRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let r = r.into_inner();
+        positive("partitions", r.partitions)?;
+        positive("replication_factor", r.replication_factor)?;
+        positive("min_insync_replicas", r.min_insync_replicas)?;
+        let b = &self.ctx.broker;
+        let topic = topic_or_not_found(b, &r.name)?;
+        if r.replication_factor > 1 {
+            return Err(Status::failed_precondition(format!(
+                "topic '{}': replication factor {} is larger than the 1 live broker",
+                r.name, r.replication_factor
+            )));
+        }
+        if r.partitions > 0 && r.partitions < topic.partitions {
+            return Err(Status::invalid_argument(format!(
+                "topic '{}' has {} partitions; partitions can only grow, not shrink to {}",
+                r.name, topic.partitions, r.partitions
+            )));
+        }
+        let mut configs = topic.configs.clone();
+        configs.extend(r.set_configs);
+        for k in &r.delete_configs {
+            configs.remove(k);
+        }
+        if r.min_insync_replicas > 0 {
+            configs.insert(
+                "min.insync.replicas".into(),
+                r.min_insync_replicas.to_string(),
+            );
+        }
+        if configs != topic.configs {
+            b.replace_topic_configs(&r.name, configs, false)
+                .map_err(status)?;
+        }
+        if r.partitions > topic.partitions {
+            b.create_partitions(&r.name, r.partitions).map_err(status)?;
+        }
+        let topic = topic_or_not_found(b, &r.name)?;
+        Ok(Response::new(describe_topic(b, &topic)))
+    }
+
+    async fn delete_topic(
+        &self,
+        r: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let name = r.into_inner().name;
+        if name.starts_with("__") {
+            return Err(Status::invalid_argument(format!(
+                "topic '{name}' is internal and cannot be deleted"
+            )));
+        }
+        self.ctx.broker.delete_topic(&name).map_err(status)?;
+        Ok(Response::new(DeleteTopicResponse {}))
+    }
+
+    async fn describe_topic(
+        &self,
+        r: Request<DescribeTopicRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let b = &self.ctx.broker;
+        let topic = topic_or_not_found(b, &r.into_inner().name)?;
+        Ok(Response::new(describe_topic(b, &topic)))
+    }
+
+    async fn list_topics(
+        &self,
+        _: Request<ListTopicsRequest>,
+    ) -> Result<Response<ListTopicsResponse>, Status> {
+        let b = &self.ctx.broker;
+        Ok(Response::new(ListTopicsResponse {
+            topics: b
+                .image()
+                .topics
+                .values()
+                .map(|t| describe_topic(b, t))
+                .collect(),
+        }))
+    }
+
+    async fn group_lag(
+        &self,
+        r: Request<GroupLagRequest>,
+    ) -> Result<Response<GroupLagResponse>, Status> {
+        let group = r.into_inner().group;
+        let lag = self.ctx.groups.lag(&group).ok_or_else(|| {
+            Status::not_found(format!(
+                "group '{group}' has no members and no committed offsets"
+            ))
+        })?;
+        Ok(Response::new(GroupLagResponse {
+            group: lag.group,
+            state: lag.state.to_string(),
+            members: lag.members as i32,
+            total_lag: lag.total_lag,
+            partitions: lag
+                .partitions
+                .into_iter()
+                .map(|p| tideway_admin_api::v1::PartitionLag {
+                    topic: p.topic,
+                    partition: p.partition,
+                    committed_offset: p.committed_offset.unwrap_or(-1),
+                    high_watermark: p.high_watermark,
+                    log_start_offset: p.log_start_offset,
+                    lag: p.lag,
+                })
+                .collect(),
+        }))
+    }
+}

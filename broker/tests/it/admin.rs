@@ -1,0 +1,194 @@
+//! The admin gRPC API through the generated client, as the operator uses it.
+
+use std::collections::HashMap;
+
+use tideway_admin_api::AdminClient;
+use tideway_admin_api::v1::*;
+use tideway_broker::config::BrokerConfig;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_partitions_risk_and_lag_through_the_admin_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = tideway_broker::start(BrokerConfig::for_tests(dir.path().to_path_buf()))
+        .await
+        .expect("start");
+    let mut admin = AdminClient::connect(format!("http://{}", running.admin_addr))
+        .await
+        .expect("connect");
+
+    let cluster = admin
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .expect("describe cluster")
+        .into_inner();
+    assert_eq!((cluster.controller_id, cluster.brokers.len()), (0, 1));
+    assert!(cluster.quorum.is_some_and(|q| q.has_leader));
+
+    let created = admin
+        .create_topic(CreateTopicRequest {
+            name: "orders".into(),
+            partitions: 3,
+            replication_factor: 1,
+            min_insync_replicas: 1,
+            configs: HashMap::from([("retention.ms".to_string(), "86400000".to_string())]),
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(
+        (
+            created.partitions,
+            created.replication_factor,
+            created.min_insync_replicas
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(
+        created.configs.get("retention.ms").map(String::as_str),
+        Some("86400000")
+    );
+
+    let err = admin
+        .create_topic(CreateTopicRequest {
+            name: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("exists");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(err.message().contains("orders"), "{}", err.message());
+    let err = admin
+        .create_topic(CreateTopicRequest {
+            name: "bad name!".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad name");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = admin
+        .create_topic(CreateTopicRequest {
+            name: "wide".into(),
+            replication_factor: 3,
+            ..Default::default()
+        })
+        .await
+        .expect_err("rf 3 on one broker");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = admin
+        .create_topic(CreateTopicRequest {
+            name: "strict".into(),
+            min_insync_replicas: 2,
+            ..Default::default()
+        })
+        .await
+        .expect_err("min-isr above rf");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+
+    let altered = admin
+        .alter_topic(AlterTopicRequest {
+            name: "orders".into(),
+            partitions: 5,
+            set_configs: HashMap::from([("retention.bytes".to_string(), "1000000".to_string())]),
+            delete_configs: vec!["retention.ms".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("alter")
+        .into_inner();
+    assert_eq!(altered.partitions, 5);
+    let mut keys: Vec<&String> = altered.configs.keys().collect();
+    keys.sort();
+    assert_eq!(keys, vec!["min.insync.replicas", "retention.bytes"]);
+    let err = admin
+        .alter_topic(AlterTopicRequest {
+            name: "orders".into(),
+            partitions: 2,
+            ..Default::default()
+        })
+        .await
+        .expect_err("shrink");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("only grow"), "{}", err.message());
+    let err = admin
+        .describe_topic(DescribeTopicRequest {
+            name: "nope".into(),
+        })
+        .await
+        .expect_err("missing");
+    assert_eq!(err.code(), Code::NotFound);
+
+    let parts = admin
+        .describe_partitions(DescribePartitionsRequest {
+            topics: vec!["orders".into()],
+            broker: -1,
+            only_unhealthy: false,
+        })
+        .await
+        .expect("partitions")
+        .into_inner()
+        .partitions;
+    assert_eq!(parts.len(), 5);
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.leader == 0 && p.isr == vec![0] && !p.offline)
+    );
+
+    // One broker, RF 1: stopping it takes every partition offline, but RF <= min-ISR never blocks.
+    let risk = admin
+        .restart_risk(RestartRiskRequest { broker: 0 })
+        .await
+        .expect("risk")
+        .into_inner();
+    assert!(risk.safe, "{}", risk.reason);
+    assert!(risk.would_go_offline.len() >= 5);
+    let err = admin
+        .restart_risk(RestartRiskRequest { broker: 7 })
+        .await
+        .expect_err("unknown broker");
+    assert_eq!(err.code(), Code::NotFound);
+    let drain = admin
+        .drain(DrainRequest { broker: 0 })
+        .await
+        .expect("drain")
+        .into_inner();
+    assert!(
+        !drain.done
+            && drain.leaderships_remaining == drain.leaderships_before
+            && !drain.blocked.is_empty()
+    );
+
+    let err = admin
+        .group_lag(GroupLagRequest {
+            group: "nobody".into(),
+        })
+        .await
+        .expect_err("no such group");
+    assert_eq!(err.code(), Code::NotFound);
+
+    admin
+        .delete_topic(DeleteTopicRequest {
+            name: "orders".into(),
+        })
+        .await
+        .expect("delete");
+    let names: Vec<String> = admin
+        .list_topics(ListTopicsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .topics
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(!names.contains(&"orders".to_string()), "{names:?}");
+    let err = admin
+        .delete_topic(DeleteTopicRequest {
+            name: "__consumer_offsets".into(),
+        })
+        .await
+        .expect_err("internal");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    running.stop().await;
+}
