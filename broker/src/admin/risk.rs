@@ -6,8 +6,8 @@
 //! 1. a partition whose replication factor is at most its min.insync.replicas
 //!    can never be restarted safely, so it is reported but does not block;
 //! 2. ISR < min-ISR and B holds a replica: already under min-ISR, blocks;
-//! 3. ISR == min-ISR and B is in the ISR: stopping B stops acks=all writes, blocks;
-//! 4. B leads and no other replica is in sync: the partition goes offline, blocks.
+//! 3. B leads and no other replica is in sync: the partition goes offline, blocks;
+//! 4. ISR == min-ISR and B is in the ISR: stopping B stops acks=all writes, blocks.
 
 use tideway_admin_api::v1::{PartitionState, RestartRiskResponse};
 
@@ -32,11 +32,11 @@ pub fn plan_restart(broker: i32, partitions: &[PartitionState]) -> RestartRiskRe
         if isr < p.min_insync_replicas {
             out.already_under_min_isr.push(p.clone());
             out.safe = false;
-        } else if isr == p.min_insync_replicas && in_isr {
-            out.would_go_under_min_isr.push(p.clone());
-            out.safe = false;
         } else if p.leader == broker && !p.isr.iter().any(|&r| r != broker) {
             out.would_go_offline.push(p.clone());
+            out.safe = false;
+        } else if isr == p.min_insync_replicas && in_isr {
+            out.would_go_under_min_isr.push(p.clone());
             out.safe = false;
         }
     }
