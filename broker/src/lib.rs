@@ -20,6 +20,7 @@ pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;
+pub mod replication;
 pub mod server;
 
 use std::net::SocketAddr;

@@ -8,6 +8,7 @@
 //! [`topic_config`] and [`validate_topic_name`], shared by every API that
 //! creates or alters topics.
 
+pub mod controller;
 pub mod local;
 pub mod topic_config;
 

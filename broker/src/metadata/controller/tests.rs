@@ -1,0 +1,196 @@
+use super::*;
+
+fn brokers(spec: &[(BrokerId, Option<&str>)]) -> Vec<BrokerInfo> {
+    spec.iter()
+        .map(|&(id, rack)| BrokerInfo {
+            id,
+            rack: rack.map(String::from),
+            alive: true,
+        })
+        .collect()
+}
+
+fn alive(ids: &[BrokerId]) -> BTreeSet<BrokerId> {
+    ids.iter().copied().collect()
+}
+
+fn part(replicas: &[BrokerId], isr: &[BrokerId], leader: BrokerId, epoch: i32) -> PartitionRecord {
+    PartitionRecord {
+        replicas: replicas.to_vec(),
+        isr: isr.to_vec(),
+        leader,
+        leader_epoch: epoch,
+    }
+}
+
+#[test]
+fn placement_spreads_leaders_and_never_repeats_a_broker() {
+    let plan = plan_replica_placement(&brokers(&[(0, None), (1, None), (2, None)]), 6, 3, 0)
+        .expect("plan");
+    for replicas in &plan {
+        let distinct: BTreeSet<_> = replicas.iter().collect();
+        assert_eq!(distinct.len(), 3, "{replicas:?}");
+    }
+    let leaders: Vec<_> = plan.iter().map(|r| r[0]).collect();
+    assert_eq!(leaders, vec![0, 1, 2, 0, 1, 2]);
+}
+
+#[test]
+fn placement_alternates_racks() {
+    let b = brokers(&[
+        (0, Some("a")),
+        (1, Some("a")),
+        (2, Some("b")),
+        (3, Some("b")),
+        (4, Some("c")),
+        (5, Some("c")),
+    ]);
+    let rack = |id: BrokerId| b.iter().find(|x| x.id == id).and_then(|x| x.rack.clone());
+    for replicas in plan_replica_placement(&b, 12, 3, 0).expect("plan") {
+        let racks: BTreeSet<_> = replicas.iter().map(|&r| rack(r)).collect();
+        assert_eq!(racks.len(), 3, "replicas {replicas:?} share a rack");
+    }
+}
+
+#[test]
+fn placement_refuses_more_replicas_than_live_brokers() {
+    let mut b = brokers(&[(0, None), (1, None), (2, None)]);
+    b[2].alive = false;
+    assert_eq!(
+        plan_replica_placement(&b, 1, 3, 0),
+        Err(PlacementError::TooFewBrokers { rf: 3, live: 2 })
+    );
+    assert_eq!(
+        validate_replication(2, 3, 3),
+        Err(PlacementError::MinIsrAboveReplicationFactor { min_isr: 3, rf: 2 })
+    );
+}
+
+#[test]
+fn a_dead_leader_is_replaced_from_the_isr_and_the_epoch_bumps() {
+    let p = part(&[0, 1, 2], &[0, 1, 2], 0, 4);
+    let c = plan_leader_election(&p, &alive(&[1, 2]), Some(0), false);
+    assert_eq!(
+        c,
+        PartitionChange {
+            leader: 1,
+            leader_epoch: 5,
+            isr: vec![1, 2],
+            unclean: false
+        }
+    );
+}
+
+#[test]
+fn an_out_of_sync_replica_never_leads_unless_unclean_is_allowed() {
+    let p = part(&[0, 1, 2], &[0], 0, 1);
+    let clean = plan_leader_election(&p, &alive(&[1, 2]), Some(0), false);
+    assert_eq!(
+        (clean.leader, clean.leader_epoch, clean.isr.clone()),
+        (-1, 2, vec![0]),
+        "offline, last ISR kept"
+    );
+    let unclean = plan_leader_election(&p, &alive(&[1, 2]), Some(0), true);
+    assert_eq!((unclean.leader, unclean.unclean), (1, true));
+}
+
+#[test]
+fn broker_failure_elects_for_led_partitions_and_shrinks_isrs_elsewhere() {
+    let mut parts = BTreeMap::new();
+    parts.insert(("t".to_string(), 0), part(&[0, 1, 2], &[0, 1, 2], 0, 0));
+    parts.insert(("t".to_string(), 1), part(&[1, 2, 0], &[1, 2, 0], 1, 3));
+    parts.insert(("t".to_string(), 2), part(&[1, 2], &[1, 2], 1, 0));
+    let changes: BTreeMap<_, _> = plan_broker_failure(&parts, 0, &alive(&[1, 2]), |_| false)
+        .into_iter()
+        .collect();
+    assert_eq!(changes[&("t".to_string(), 0)].leader, 1);
+    assert_eq!(
+        changes[&("t".to_string(), 1)],
+        PartitionChange {
+            leader: 1,
+            leader_epoch: 3,
+            isr: vec![1, 2],
+            unclean: false
+        }
+    );
+    assert!(!changes.contains_key(&("t".to_string(), 2)));
+}
+
+#[test]
+fn an_offline_partition_comes_back_when_its_in_sync_replica_returns() {
+    let mut parts = BTreeMap::new();
+    parts.insert(("t".to_string(), 0), part(&[0, 1], &[0], -1, 7));
+    let changes = plan_broker_failure(&parts, 9, &alive(&[0, 1]), |_| false);
+    assert_eq!(
+        changes[0].1,
+        PartitionChange {
+            leader: 0,
+            leader_epoch: 8,
+            isr: vec![0],
+            unclean: false
+        }
+    );
+}
+
+#[test]
+fn isr_proposals_from_stale_leaders_are_fenced() {
+    let p = part(&[0, 1, 2], &[0, 1, 2], 0, 5);
+    assert_eq!(
+        plan_isr_change(&p, 0, 4, &[0, 1], &alive(&[0, 1, 2])),
+        Err(IsrChangeError::FencedLeaderEpoch {
+            leader: 0,
+            proposed: 4,
+            current: 5
+        })
+    );
+    assert_eq!(
+        plan_isr_change(&p, 1, 5, &[1], &alive(&[0, 1, 2])),
+        Err(IsrChangeError::NotLeader(1))
+    );
+    assert_eq!(
+        plan_isr_change(&p, 0, 5, &[1, 2], &alive(&[0, 1, 2])),
+        Err(IsrChangeError::InvalidIsr(vec![1, 2]))
+    );
+    assert_eq!(
+        plan_isr_change(&p, 0, 5, &[0, 9], &alive(&[0, 1, 2])),
+        Err(IsrChangeError::InvalidIsr(vec![0, 9]))
+    );
+    assert_eq!(
+        plan_isr_change(&p, 0, 5, &[1, 0], &alive(&[0, 1, 2])).map(|c| c.isr),
+        Ok(vec![0, 1])
+    );
+    // A dead follower cannot be added back.
+    assert_eq!(
+        plan_isr_change(&p, 0, 5, &[0, 2], &alive(&[0, 1])).map(|c| c.isr),
+        Ok(vec![0])
+    );
+}
+
+#[test]
+fn controlled_shutdown_moves_leaderships_and_reports_what_cannot_move() {
+    let mut parts = BTreeMap::new();
+    parts.insert(("t".to_string(), 0), part(&[0, 1, 2], &[0, 1, 2], 0, 2));
+    parts.insert(("t".to_string(), 1), part(&[0, 1], &[0], 0, 0));
+    parts.insert(("t".to_string(), 2), part(&[1, 0], &[1, 0], 1, 1));
+    let (changes, blocked) = plan_controlled_shutdown(&parts, 0, &alive(&[0, 1, 2]));
+    let changes: BTreeMap<_, _> = changes.into_iter().collect();
+    assert_eq!(
+        changes[&("t".to_string(), 0)],
+        PartitionChange {
+            leader: 1,
+            leader_epoch: 3,
+            isr: vec![1, 2],
+            unclean: false
+        }
+    );
+    assert_eq!(
+        changes[&("t".to_string(), 2)],
+        PartitionChange {
+            leader: 1,
+            leader_epoch: 1,
+            isr: vec![1],
+            unclean: false
+        }
+    );
+    assert_eq!(blocked, vec![("t".to_string(), 1)]);
+}
