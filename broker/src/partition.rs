@@ -6,6 +6,12 @@
 //! partition directory (at shutdown and on the retention timer), and
 //! [`Partition::open`] loads that snapshot and replays the batch headers
 //! after it. Without a usable snapshot the whole log is replayed.
+//!
+//! As a follower the partition appends the leader's batches with
+//! [`Partition::append_replicated`], which records idempotent batches in the
+//! producer state too (a follower that becomes leader still deduplicates
+//! retries), and cuts a divergent tail with [`Partition::truncate_to`],
+//! which rebuilds the producer state from what is left.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,19 +65,7 @@ impl Partition {
         recover: bool,
     ) -> Result<Self, LogError> {
         let log = PartitionLog::open(dir, config, recover)?;
-        let snapshot_path = dir.join(PRODUCER_SNAPSHOT);
-        let (start, end) = (log.log_start_offset(), log.log_end_offset());
-        let snapshot = fs::read(&snapshot_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Snapshot>(&b).ok())
-            .filter(|s| s.offset >= start && s.offset <= end);
-        let (mut states, from) = match snapshot {
-            Some(s) => (s.states, s.offset),
-            None => (ProducerStates::default(), start),
-        };
-        replay_headers(&log, from, end, &mut |h| {
-            states.record(h, crate::broker::now_ms())
-        })?;
+        let states = load_producers(&log, dir)?;
         Ok(Self {
             topic: topic.to_string(),
             index,
@@ -161,6 +155,83 @@ impl Partition {
         Ok((info, log.log_end_offset()))
     }
 
+    /// Appends batches fetched from the leader exactly as the leader wrote
+    /// them (see [`PartitionLog::append_replicated`]: leading batches this
+    /// log already has are skipped, the rest must start at its log end) and
+    /// records every appended batch in the producer state without checking
+    /// it (the leader did), so that duplicates of them are recognised once
+    /// this replica leads. Returns the append and the log end offset after
+    /// it. Refused after [`Partition::close`].
+    pub fn append_replicated(&self, records: BytesMut) -> Result<(AppendInfo, i64), AppendError> {
+        let mut log = self.log();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(storage(
+                "appending to",
+                &self.dir,
+                std::io::Error::other("the broker is shutting down"),
+            )
+            .into());
+        }
+        let headers: Vec<BatchHeader> = batch::batches(&records)
+            .filter_map(|b| b.ok().map(|(_, h)| h))
+            .collect();
+        let info = log.append_replicated(records)?;
+        let now_ms = crate::broker::now_ms();
+        let mut producers = self.producers();
+        for h in headers
+            .iter()
+            .filter(|h| h.base_offset >= info.base_offset && h.last_offset() <= info.last_offset)
+        {
+            producers.record(h, now_ms);
+        }
+        Ok((info, log.log_end_offset()))
+    }
+
+    /// Removes every record at or after `offset` (see
+    /// [`PartitionLog::truncate_to`]: whole batches, so the new log end may
+    /// be below `offset`) and rebuilds the producer state from what is
+    /// left. Returns the new log end offset. Refused after
+    /// [`Partition::close`].
+    ///
+    /// 1. Remove the producer snapshot if it may describe removed batches:
+    ///    its offset is above `offset`, or `offset` is below the log start
+    ///    (then the whole log goes, and Kafka forgets its producers too);
+    ///    fsync the directory. This comes first so that no crash leaves a
+    ///    snapshot of removed batches, which a later open would load once
+    ///    the log grew past its offset again.
+    /// 2. Truncate the log.
+    /// 3. Rebuild the producer state as [`Partition::open`] does: the
+    ///    snapshot if it lies within [log start, log end], else empty; then
+    ///    replay the batch headers after it.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
+        let mut log = self.log();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(storage(
+                "truncating",
+                &self.dir,
+                std::io::Error::other("the broker is shutting down"),
+            ));
+        }
+        let before = (log.log_start_offset(), log.log_end_offset());
+        if offset >= 0 && offset < before.1 {
+            let path = self.dir.join(PRODUCER_SNAPSHOT);
+            let stale =
+                offset < before.0 || read_snapshot(&self.dir).is_none_or(|s| s.offset > offset);
+            if stale && path.exists() {
+                fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;
+                fs::File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| storage("syncing", &self.dir, e))?;
+            }
+        }
+        let new_end = log.truncate_to(offset)?;
+        if (log.log_start_offset(), log.log_end_offset()) != before {
+            let states = load_producers(&log, &self.dir)?;
+            *self.producers() = states;
+        }
+        Ok(new_end)
+    }
+
     /// Writes the producer state as of the log end offset (atomically: a
     /// temporary file renamed over the old one) and expires idle producers.
     pub fn snapshot_producers(&self, now_ms: i64) -> Result<(), LogError> {
@@ -199,6 +270,29 @@ impl Partition {
     }
 }
 
+/// The producer snapshot in `dir`, None when missing or unreadable.
+fn read_snapshot(dir: &Path) -> Option<Snapshot> {
+    fs::read(dir.join(PRODUCER_SNAPSHOT))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Snapshot>(&b).ok())
+}
+
+/// The producer state of `log`: the snapshot in `dir` if its offset lies
+/// within [log start, log end], else empty, then the batch headers from
+/// there to the log end replayed into it.
+fn load_producers(log: &PartitionLog, dir: &Path) -> Result<ProducerStates, LogError> {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let snapshot = read_snapshot(dir).filter(|s| s.offset >= start && s.offset <= end);
+    let (mut states, from) = match snapshot {
+        Some(s) => (s.states, s.offset),
+        None => (ProducerStates::default(), start),
+    };
+    replay_headers(log, from, end, &mut |h| {
+        states.record(h, crate::broker::now_ms())
+    })?;
+    Ok(states)
+}
+
 /// Calls `f` with the header of every batch in [from, to), offsets as stored.
 fn replay_headers(
     log: &PartitionLog,
@@ -221,4 +315,169 @@ fn replay_headers(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::Bytes;
+    use kafka_protocol::indexmap::IndexMap;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    use super::*;
+
+    /// One idempotent batch of `n` records from producer `pid` (epoch 0)
+    /// starting at sequence `seq`.
+    fn idempotent(pid: i64, seq: i32, n: usize) -> BytesMut {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: seq + i as i32,
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from(format!("{pid}/{}", seq + i as i32))),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf
+    }
+
+    fn open(dir: &Path) -> Partition {
+        Partition::open("t", 0, dir, LogConfig::default(), false).unwrap()
+    }
+
+    /// Copies the leader's log into the follower, fetching from its end.
+    fn replicate(leader: &Partition, follower: &Partition) {
+        loop {
+            let from = follower.log().log_end_offset();
+            let end = leader.log().log_end_offset();
+            if from >= end {
+                return;
+            }
+            let bytes = leader.log().read(from, 1 << 20, end).unwrap();
+            let (_, leo) = follower
+                .append_replicated(BytesMut::from(&bytes[..]))
+                .unwrap();
+            assert!(leo > from);
+        }
+    }
+
+    #[test]
+    fn a_follower_that_becomes_leader_deduplicates_retries_it_replicated() {
+        let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = open(ld.path());
+        let follower = open(fd.path());
+        leader.append(idempotent(-1, -1, 2), false, 1).unwrap(); // offsets 0-1
+        let (first, _) = leader.append(idempotent(7, 0, 3), false, 1).unwrap(); // 2-4
+        let (second, _) = leader.append(idempotent(7, 3, 2), false, 1).unwrap(); // 5-6
+        assert_eq!((first.base_offset, second.base_offset), (2, 5));
+        replicate(&leader, &follower);
+        assert_eq!(follower.log().log_end_offset(), 7);
+
+        // The follower is now the leader: the producer retries both batches.
+        for (retry, original) in [(idempotent(7, 0, 3), first), (idempotent(7, 3, 2), second)] {
+            let (info, leo) = follower.append(retry, false, 2).unwrap();
+            assert_eq!(
+                (info.base_offset, info.last_offset),
+                (original.base_offset, original.last_offset)
+            );
+            assert_eq!(leo, 7, "nothing written");
+        }
+        assert!(matches!(
+            follower.append(idempotent(7, 9, 1), false, 2),
+            Err(AppendError::Producer(
+                ResponseError::OutOfOrderSequenceNumber
+            ))
+        ));
+        let (next, _) = follower.append(idempotent(7, 5, 1), false, 2).unwrap();
+        assert_eq!(next.base_offset, 7);
+
+        // Re-appending what the follower already has is skipped, not recorded twice.
+        let again = leader.log().read(0, 1 << 20, 7).unwrap();
+        let (info, leo) = follower
+            .append_replicated(BytesMut::from(&again[..]))
+            .unwrap();
+        assert_eq!((info.base_offset, info.last_offset, leo), (8, 7, 8));
+
+        // And after a restart (from the snapshot, then from the log alone).
+        follower.close().unwrap();
+        drop(follower);
+        for drop_snapshot in [false, true] {
+            if drop_snapshot {
+                let _ = fs::remove_file(fd.path().join(PRODUCER_SNAPSHOT));
+            }
+            let reopened = open(fd.path());
+            let (info, leo) = reopened.append(idempotent(7, 3, 2), false, 3).unwrap();
+            assert_eq!((info.base_offset, leo), (5, 8));
+        }
+    }
+
+    #[test]
+    fn truncation_rebuilds_the_producer_state_from_what_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path());
+        p.append(idempotent(7, 0, 3), false, 1).unwrap(); // 0-2
+        p.append(idempotent(7, 3, 2), false, 1).unwrap(); // 3-4
+        p.append(idempotent(8, 0, 1), false, 1).unwrap(); // 5
+        // A snapshot covering the batches about to be removed.
+        p.snapshot_producers(1).unwrap();
+        assert!(dir.path().join(PRODUCER_SNAPSHOT).exists());
+
+        assert_eq!(p.truncate_to(4).unwrap(), 3, "inside batch 3-4");
+        assert!(
+            !dir.path().join(PRODUCER_SNAPSHOT).exists(),
+            "stale snapshot removed"
+        );
+        // Producer 7's second batch is gone: its retry is appended anew,
+        // producer 8 is unknown again.
+        assert!(matches!(
+            p.append(idempotent(8, 1, 1), false, 2),
+            Err(AppendError::Producer(ResponseError::UnknownProducerId))
+        ));
+        let (info, leo) = p.append(idempotent(7, 3, 2), false, 2).unwrap();
+        assert_eq!((info.base_offset, leo), (3, 5));
+        let (dup, _) = p.append(idempotent(7, 0, 3), false, 2).unwrap();
+        assert_eq!(dup.base_offset, 0, "the kept batch is still known");
+
+        // A snapshot at or below the cut is kept and used.
+        p.snapshot_producers(2).unwrap(); // offset 5
+        p.append(idempotent(9, 0, 1), false, 2).unwrap(); // 5
+        assert_eq!(p.truncate_to(5).unwrap(), 5);
+        assert!(dir.path().join(PRODUCER_SNAPSHOT).exists());
+        let (dup, _) = p.append(idempotent(7, 3, 2), false, 3).unwrap();
+        assert_eq!(dup.base_offset, 3);
+        assert!(matches!(
+            p.append(idempotent(9, 1, 1), false, 3),
+            Err(AppendError::Producer(ResponseError::UnknownProducerId))
+        ));
+
+        // Below the log start everything goes, producers too.
+        p.log().delete_records_before(4).unwrap();
+        assert_eq!(p.truncate_to(1).unwrap(), 0);
+        assert_eq!(p.log().log_end_offset(), 0);
+        assert!(!dir.path().join(PRODUCER_SNAPSHOT).exists());
+        let (info, _) = p.append(idempotent(7, 0, 3), false, 4).unwrap();
+        assert_eq!(info.base_offset, 0, "appended, not a duplicate");
+        p.close().unwrap();
+        assert!(matches!(p.truncate_to(0), Err(LogError::Storage { .. })));
+    }
 }

@@ -21,6 +21,8 @@ pub(super) trait Entry: Copy {
     const SIZE: usize;
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(buf: &[u8]) -> Self;
+    /// The offset (relative to the segment base) of the batch the entry names.
+    fn relative_offset(&self) -> u32;
 }
 
 /// Offset index entry: (offset relative to the segment base, file position).
@@ -40,6 +42,9 @@ pub(super) struct TimeEntry {
 
 impl Entry for OffsetEntry {
     const SIZE: usize = 8;
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.relative_offset.to_be_bytes());
         out.extend_from_slice(&self.position.to_be_bytes());
@@ -58,6 +63,9 @@ impl Entry for OffsetEntry {
 
 impl Entry for TimeEntry {
     const SIZE: usize = 12;
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.extend_from_slice(&self.relative_offset.to_be_bytes());
@@ -162,6 +170,15 @@ impl<E: Entry> Index<E> {
             self.entries.truncate(len);
         }
         self.file.set_len((self.entries.len() * E::SIZE) as u64)
+    }
+
+    /// Drops the entries naming a batch at or after `relative_offset`
+    /// (truncation of the log at that batch). Entries are sorted by offset.
+    pub fn truncate_from(&mut self, relative_offset: u32) -> io::Result<()> {
+        let keep = self
+            .entries
+            .partition_point(|e| e.relative_offset() < relative_offset);
+        self.truncate(keep)
     }
 
     pub fn sync(&self) -> io::Result<()> {

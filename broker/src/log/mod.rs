@@ -15,14 +15,23 @@
 //! - `{base_offset:020}.timeindex` time index, entries of
 //!   (max timestamp i64 BE, relative offset u32 BE);
 //! - `log-start-offset`            the log start offset once retention has
-//!   advanced it (decimal, replaced atomically), so a restart keeps it.
+//!   advanced it (decimal, replaced atomically), so a restart keeps it;
+//! - `leader-epoch-checkpoint`     leader epoch → start offset (Kafka's
+//!   format, replaced atomically), see [`epochs`].
+//!
+//! Followers (replication) append the leader's batches unchanged with
+//! [`PartitionLog::append_replicated`] and cut a divergent tail with
+//! [`PartitionLog::truncate_to`]; [`PartitionLog::end_offset_for_epoch`]
+//! answers OffsetForLeaderEpoch.
 //!
 //! Files: `batch` (the 61-byte header: parse, validate, patch; public for
 //! the produce path), `index` (sparse indexes), `segment` (I/O on one
 //! segment), `recovery` (opening a directory), `retention` (deleting
-//! segments, the checkpoint).
+//! segments, the checkpoint), `truncate` (cutting the tail), `epochs` (the
+//! leader epoch cache).
 
 pub mod batch;
+mod epochs;
 mod index;
 #[cfg(test)]
 mod proptests;
@@ -31,6 +40,7 @@ mod retention;
 mod segment;
 #[cfg(test)]
 mod tests;
+mod truncate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +48,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use batch::BatchHeader;
+pub use epochs::EpochEntry;
 use segment::{MAX_SEGMENT_BYTES, Segment};
 
 /// When appended data is forced to stable storage.
@@ -112,7 +123,10 @@ pub enum LogError {
     /// A batch is larger than max.message.bytes.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: usize },
-    /// Fetch or lookup outside [log start, log end].
+    /// Fetch or lookup outside [log start, log end]; a negative truncation
+    /// offset; or a replicated batch that does not start where it must
+    /// ([`PartitionLog::append_replicated`]: `offset` is the batch's base
+    /// offset, `log_end` the offset it had to start at).
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         offset: i64,
@@ -137,6 +151,8 @@ pub struct PartitionLog {
     /// Sorted by base offset, never empty; the last one is the active segment.
     segments: Vec<Segment>,
     log_start_offset: i64,
+    /// Leader epoch → start offset, trimmed to [log start, log end).
+    epochs: epochs::LeaderEpochCache,
 }
 
 impl PartitionLog {
@@ -167,7 +183,12 @@ impl PartitionLog {
     ///    segment.bytes (capped at i32::MAX), is older than segment.ms, or
     ///    the new offsets would not fit its u32 relative offsets.
     /// 3. Patch offsets, epoch and (LogAppendTime) timestamps in place.
-    /// 4. Write, index, fsync if `Always`; any failure is undone.
+    /// 4. Write, index, fsync if `Always`; any failure is undone. If
+    ///    `leader_epoch` is above the latest cached epoch, the leader epoch
+    ///    cache records it at the first new offset (checkpoint written
+    ///    first, see [`PartitionLog::write_batches`]); an epoch at or below
+    ///    the latest changes nothing there (callers pass the partition's
+    ///    current leader epoch, which never goes down).
     pub fn append(
         &mut self,
         mut records: BytesMut,
@@ -219,15 +240,161 @@ impl PartitionLog {
             next = h.last_offset() + 1;
         }
 
-        let interval = self.config.index_interval_bytes as u64;
-        let sync = self.config.fsync == FsyncPolicy::Always;
-        self.active_mut()
-            .append(&records, &headers, interval, now_ms, sync)?;
+        self.write_batches(&records, &headers, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
         })
+    }
+
+    /// Appends batches a follower fetched from its leader exactly as they
+    /// are: base offsets, partitionLeaderEpoch, timestamps and CRCs stay as
+    /// the leader wrote them, so the follower's batches are byte for byte
+    /// the leader's. Rolls, indexes, the fsync policy and "on failure
+    /// nothing is appended" are those of [`PartitionLog::append`]; the
+    /// leader epoch cache learns every epoch that starts in `records`.
+    /// Returns the offsets appended; `log_append_time_ms` is always -1.
+    ///
+    /// 1. Validate every batch as [`PartitionLog::append`] step 1 does: the
+    ///    payload is whole batches only (magic 2, lengths, CRC32C,
+    ///    recordCount), each at most max.message.bytes.
+    /// 2. Skip the leading batches whose last offset is below the log end
+    ///    offset: the leader returns the whole batch that contains the
+    ///    fetch offset, so a fetch may repeat batches this log already has.
+    ///    If nothing is left, nothing is written and the result is
+    ///    `base_offset` = log end, `last_offset` = log end - 1.
+    /// 3. The first remaining batch must start exactly at the log end and
+    ///    every next one right after the previous one, else
+    ///    `OffsetOutOfRange { offset: that batch's base offset, log_end: the
+    ///    offset it had to start at, .. }`. `offset < log_end` is a batch
+    ///    that straddles this log's end (the logs disagree on batch
+    ///    boundaries: they diverge, truncate first); `offset > log_end` is a
+    ///    gap.
+    /// 4. partitionLeaderEpoch never goes down: a batch whose epoch is below
+    ///    the latest cached epoch or an earlier batch's is `CorruptBatch`
+    ///    (this log has a divergent tail: [`PartitionLog::truncate_to`] it
+    ///    first, as OffsetForLeaderEpoch directs).
+    /// 5. Roll, write, index and fsync as [`PartitionLog::append`] steps 2
+    ///    and 4. segment.ms ages are measured with the wall clock.
+    pub fn append_replicated(&mut self, records: BytesMut) -> Result<AppendInfo, LogError> {
+        self.append_replicated_at(records, recovery::now_ms())
+    }
+
+    /// [`PartitionLog::append_replicated`] with an explicit clock.
+    fn append_replicated_at(
+        &mut self,
+        mut records: BytesMut,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let headers = self.validate_records(&records)?;
+        let log_end = self.log_end_offset();
+        let skip = headers
+            .iter()
+            .take_while(|(_, h)| h.last_offset() < log_end)
+            .count();
+        let Some(&(skip_bytes, _)) = headers.get(skip) else {
+            return Ok(AppendInfo {
+                base_offset: log_end,
+                last_offset: log_end - 1,
+                log_append_time_ms: -1,
+            });
+        };
+        let mut expected = log_end;
+        let mut epoch = self.epochs.latest_epoch();
+        for (_, h) in &headers[skip..] {
+            if h.base_offset != expected {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: h.base_offset,
+                    log_start: self.log_start_offset,
+                    log_end: expected,
+                });
+            }
+            if let Some(e) = epoch.filter(|e| h.partition_leader_epoch < *e) {
+                return Err(LogError::CorruptBatch(format!(
+                    "replicated batch at offset {} has leader epoch {} below {e}",
+                    h.base_offset, h.partition_leader_epoch
+                )));
+            }
+            epoch = Some(h.partition_leader_epoch);
+            expected = h
+                .base_offset
+                .checked_add(i64::from(h.last_offset_delta) + 1)
+                .ok_or_else(|| LogError::CorruptBatch("offsets would overflow i64".into()))?;
+        }
+        let last_offset = expected - 1;
+        let data = records.split_off(skip_bytes);
+        let headers: Vec<(usize, BatchHeader)> = headers[skip..]
+            .iter()
+            .map(|(at, h)| (at - skip_bytes, *h))
+            .collect();
+        let total = data.len() as u64;
+        if total > MAX_SEGMENT_BYTES {
+            return Err(LogError::BatchTooLarge {
+                size: data.len(),
+                max: MAX_SEGMENT_BYTES as usize,
+            });
+        }
+        if self.should_roll(total, last_offset, now_ms) {
+            self.roll(now_ms)?;
+        }
+        if last_offset - self.active().base_offset > i64::from(i32::MAX) {
+            return Err(LogError::CorruptBatch(format!(
+                "replicated offsets {log_end}..={last_offset} do not fit a segment"
+            )));
+        }
+        self.write_batches(&data, &headers, now_ms)?;
+        Ok(AppendInfo {
+            base_offset: log_end,
+            last_offset,
+            log_append_time_ms: -1,
+        })
+    }
+
+    /// Step 4 of [`PartitionLog::append`], shared with
+    /// [`PartitionLog::append_replicated`]: `data` holds validated batches
+    /// with their final offsets and epochs (`headers` are their positions
+    /// in `data` and headers).
+    ///
+    /// 1. If an earlier checkpoint write failed, rewrite it first (or fail).
+    /// 2. Assign every batch's epoch at its base offset in the leader epoch
+    ///    cache; if that added an entry, persist the checkpoint *before* the
+    ///    data (the checkpoint may run ahead of the log, never behind it).
+    /// 3. Write, index, fsync if `Always` (see [`Segment::append`]).
+    /// 4. If step 2 or 3 fails, restore the previous entries (and the
+    ///    checkpoint, best effort: a failure leaves it to be rewritten by
+    ///    step 1 next time, and open trims it to the log anyway).
+    fn write_batches(
+        &mut self,
+        data: &[u8],
+        headers: &[(usize, BatchHeader)],
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        self.epochs.persist_if_dirty()?;
+        let saved = self.epochs.entries().to_vec();
+        let mut changed = false;
+        for (_, h) in headers {
+            changed |= self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+        }
+        if changed && let Err(e) = self.epochs.persist() {
+            self.epochs.restore(saved);
+            return Err(e);
+        }
+        let interval = self.config.index_interval_bytes as u64;
+        let sync = self.config.fsync == FsyncPolicy::Always;
+        if let Err(e) = self
+            .active_mut()
+            .append(data, headers, interval, now_ms, sync)
+        {
+            if changed {
+                self.epochs.restore(saved);
+                if let Err(undo) = self.epochs.persist() {
+                    tracing::error!(dir = %self.dir.display(), error = %undo, "could not restore the leader epoch checkpoint after a failed append");
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Step 1 of [`PartitionLog::append`]: every batch's header, size and CRC.
@@ -409,8 +576,84 @@ impl PartitionLog {
 
     /// Forces appended data and indexes to stable storage.
     pub fn flush(&mut self) -> Result<(), LogError> {
+        self.epochs.persist_if_dirty()?;
         // Older segments were fsynced when they were rolled.
         self.active().sync_all()
+    }
+
+    /// Removes every record at or after `offset` (KIP-101: a follower cuts
+    /// the tail where its log diverges from the leader's) and returns the
+    /// new log end offset. Whole batches only: when `offset` falls inside a
+    /// batch, that whole batch goes too, so the new log end may be below
+    /// `offset` (the follower then fetches from the returned offset).
+    /// Indexes, the log start offset and the leader epoch cache (entries
+    /// starting at or after the new log end removed) follow.
+    ///
+    /// - `offset` < 0: `OffsetOutOfRange`, nothing changes.
+    /// - `offset` ≥ log end: nothing is removed, but leader epoch entries
+    ///   that start at or after the log end (an epoch assigned by
+    ///   [`PartitionLog::assign_leader_epoch`] that never got a record) are
+    ///   dropped, as Kafka does, except on an empty log (there the entry at
+    ///   its end may be the latest epoch that retention kept); returns the
+    ///   log end.
+    /// - `offset` below the log start offset (Kafka's behaviour, not an
+    ///   error): everything goes; below the first segment the log restarts
+    ///   empty at `offset` (log start = log end = `offset`), otherwise as
+    ///   any cut, and the log start offset drops to the new log end.
+    ///
+    /// Durable when it returns (the cut segment and the directory are
+    /// fsynced whatever the [`FsyncPolicy`]), and crash-safe at every step:
+    /// see [`truncate`]. After a storage error the in-memory state may be
+    /// stale: reopen the log.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64, LogError> {
+        truncate::truncate_to(self, offset)
+    }
+
+    /// The leader epoch cache: where each leader epoch starts, ascending in
+    /// both fields. The first entry starts at the log start offset or
+    /// later, every entry below the log end offset, except one at the log
+    /// end: just assigned by [`PartitionLog::assign_leader_epoch`], or the
+    /// latest epoch of a log that retention emptied.
+    pub fn leader_epochs(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// The highest leader epoch that starts in this log, None when no batch
+    /// carries an epoch (≥ 0).
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: `(epoch, end offset)` where `epoch` is the
+    /// largest epoch in this log that is ≤ `epoch` and the end offset is
+    /// the start of the next higher epoch (KIP-279), or the log end offset
+    /// for the latest epoch. None stands for Kafka's (-1, -1): `epoch`
+    /// negative, above the latest epoch, or no epochs at all. Below the
+    /// first cached epoch Kafka answers `(epoch, first epoch's start
+    /// offset)` and so does this. See [`epochs`] for the rules.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Records that leader epoch `epoch` starts at the log end offset,
+    /// before any of its records is written: call it when this replica
+    /// becomes the leader for `epoch` (Kafka does), so that
+    /// OffsetForLeaderEpoch for an older epoch answers the new leader's log
+    /// end at its election. Persisted before returning; no-op unless
+    /// `epoch` is above the latest epoch. Unless a record of it is written
+    /// first, the entry is dropped again by [`PartitionLog::truncate_to`]
+    /// at or past the log end and by a reopen (as in Kafka; on an empty log
+    /// it stays, see [`PartitionLog::truncate_to`]).
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<(), LogError> {
+        self.epochs.persist_if_dirty()?;
+        let saved = self.epochs.entries().to_vec();
+        if self.epochs.assign(epoch, self.log_end_offset())
+            && let Err(e) = self.epochs.persist()
+        {
+            self.epochs.restore(saved);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Applies changed settings (topic config change); takes effect on the next append/roll.

@@ -8,7 +8,10 @@ use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 
 use super::batch;
-use super::tests::{decode_records, headers, make_batch, read_all, segment_files, small_config};
+use super::tests::{
+    decode_records, headers, make_batch, raw_batches, read_all, segment_files, small_config,
+    snapshot,
+};
 use super::*;
 
 /// One generated batch.
@@ -41,6 +44,11 @@ type Model = Vec<(i64, i64, Vec<u8>)>;
 
 /// Appends `spec` and records what a consumer should see in `model`.
 fn append_spec(log: &mut PartitionLog, spec: &BatchSpec, model: &mut Model) {
+    append_spec_at_epoch(log, spec, 1, model);
+}
+
+/// [`append_spec`] with the leader epoch to stamp.
+fn append_spec_at_epoch(log: &mut PartitionLog, spec: &BatchSpec, epoch: i32, model: &mut Model) {
     let base = log.log_end_offset();
     let recs: Vec<(i64, Vec<u8>)> = spec
         .timestamps
@@ -61,7 +69,7 @@ fn append_spec(log: &mut PartitionLog, spec: &BatchSpec, model: &mut Model) {
     let info = log
         .append(
             make_batch(&recs, compression),
-            1,
+            epoch,
             spec.log_append_time.is_some(),
             now,
         )
@@ -308,6 +316,222 @@ proptest! {
                 prop_assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
             }
             Err(e) => prop_assert!(false, "unexpected error {}", e),
+        }
+    }
+}
+
+/// Batch specs with the leader epoch each is appended at (non-decreasing,
+/// starting at `first`).
+fn epoch_specs(
+    first: i32,
+    len: std::ops::Range<usize>,
+) -> impl Strategy<Value = Vec<(BatchSpec, i32)>> {
+    prop::collection::vec((batch_spec(1000), prop::bool::weighted(0.3)), len).prop_map(move |v| {
+        let mut epoch = first;
+        v.into_iter()
+            .map(|(spec, bump)| {
+                epoch += i32::from(bump);
+                (spec, epoch)
+            })
+            .collect()
+    })
+}
+
+fn append_all(log: &mut PartitionLog, specs: &[(BatchSpec, i32)]) {
+    let mut model = Model::new();
+    for (spec, epoch) in specs {
+        append_spec_at_epoch(log, spec, *epoch, &mut model);
+    }
+}
+
+/// Fetches from the leader into the follower until it has caught up, the
+/// way a replica fetcher does; with `back` > 0 every other fetch starts
+/// that many offsets below the follower's end (whole batches it already
+/// has come back and are skipped).
+fn replicate(leader: &PartitionLog, follower: &mut PartitionLog, max_bytes: usize, back: i64) {
+    let mut rewind = back > 0;
+    while follower.log_end_offset() < leader.log_end_offset() {
+        let end = follower.log_end_offset();
+        let from = if rewind {
+            (end - back).max(leader.log_start_offset())
+        } else {
+            end
+        };
+        rewind = !rewind && back > 0;
+        let fetched = leader
+            .read(from, max_bytes, leader.log_end_offset())
+            .unwrap();
+        let info = follower
+            .append_replicated(BytesMut::from(&fetched[..]))
+            .unwrap();
+        assert_eq!(info.base_offset, end);
+        assert_eq!(info.last_offset + 1, follower.log_end_offset());
+    }
+}
+
+/// The KIP-101/KIP-279 follower step: ask the leader where the follower's
+/// latest epoch ends, truncate there.
+fn truncate_divergent_tail(leader: &PartitionLog, follower: &mut PartitionLog) {
+    let Some(latest) = follower.latest_epoch() else {
+        return;
+    };
+    let target = match leader.end_offset_for_epoch(latest) {
+        None => 0,
+        Some((epoch, leader_end)) if epoch == latest => leader_end,
+        Some((epoch, leader_end)) => match follower.end_offset_for_epoch(epoch) {
+            Some((e, own_end)) if e == epoch => own_end.min(leader_end),
+            Some((_, own_end)) => own_end,
+            None => 0,
+        },
+    };
+    follower
+        .truncate_to(target.min(follower.log_end_offset()))
+        .unwrap();
+}
+
+/// The leader epoch cache the surviving batches imply (the rebuild rule,
+/// trimmed to the log start).
+fn expected_epochs(
+    batches: &[batch::BatchHeader],
+    log_start: i64,
+    log_end: i64,
+) -> Vec<(i32, i64)> {
+    if log_start >= log_end {
+        return vec![];
+    }
+    let mut v: Vec<(i32, i64)> = Vec::new();
+    for h in batches.iter().filter(|h| h.last_offset() < log_end) {
+        if h.partition_leader_epoch >= 0 && v.last().is_none_or(|l| h.partition_leader_epoch > l.0)
+        {
+            v.push((h.partition_leader_epoch, h.base_offset));
+        }
+    }
+    let below = v.iter().filter(|e| e.1 <= log_start).count();
+    if below > 0 {
+        let epoch = v[below - 1].0;
+        v.drain(..below);
+        v.insert(0, (epoch, log_start));
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_follower_reproduces_the_leader_byte_for_byte(
+        common in epoch_specs(0, 0..12),
+        divergent in epoch_specs(0, 0..6),
+        more in epoch_specs(0, 1..12),
+        leader_segment in 80u64..900,
+        follower_segment in 80u64..900,
+        max_bytes in 0usize..700,
+        back in 0i64..5,
+        recover in any::<bool>(),
+    ) {
+        let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = PartitionLog::open(ld.path(), small_config(leader_segment, 64), false).unwrap();
+        let fconfig = small_config(follower_segment, 100);
+        let mut follower = PartitionLog::open(fd.path(), fconfig.clone(), false).unwrap();
+        append_all(&mut leader, &common);
+        replicate(&leader, &mut follower, max_bytes, back);
+        prop_assert_eq!(snapshot(&follower), snapshot(&leader));
+
+        // The follower briefly led epoch E+1 and wrote records nobody got;
+        // the leader moved on to epoch E+2.
+        let e = leader.latest_epoch().unwrap_or(0);
+        let shift = |v: &[(BatchSpec, i32)], by: i32| -> Vec<(BatchSpec, i32)> {
+            v.iter().map(|(s, x)| (s.clone(), x + by)).collect()
+        };
+        append_all(&mut follower, &shift(&divergent, e + 1));
+        append_all(&mut leader, &shift(&more, e + 2 + divergent.last().map_or(0, |d| d.1)));
+        truncate_divergent_tail(&leader, &mut follower);
+        prop_assert!(follower.log_end_offset() <= leader.log_end_offset());
+        let common_batches = raw_batches(&leader);
+        let kept = raw_batches(&follower);
+        prop_assert_eq!(&common_batches[..kept.len()], &kept[..], "a common prefix is kept");
+        replicate(&leader, &mut follower, max_bytes, back);
+        prop_assert_eq!(snapshot(&follower), snapshot(&leader));
+        prop_assert_eq!(
+            std::fs::read(fd.path().join("leader-epoch-checkpoint")).unwrap(),
+            std::fs::read(ld.path().join("leader-epoch-checkpoint")).unwrap()
+        );
+        for e in -1..=leader.latest_epoch().unwrap_or(0) + 1 {
+            prop_assert_eq!(follower.end_offset_for_epoch(e), leader.end_offset_for_epoch(e));
+        }
+        follower.close().unwrap();
+        let follower = PartitionLog::open(fd.path(), fconfig, recover).unwrap();
+        prop_assert_eq!(snapshot(&follower), snapshot(&leader));
+    }
+
+    #[test]
+    fn truncate_to_keeps_exactly_the_batches_before_the_cut(
+        specs in epoch_specs(0, 1..30),
+        segment_bytes in 100u64..1500,
+        interval in 0usize..300,
+        delete_before in prop::option::weighted(0.3, 0.0f64..1.0),
+        cut in any::<prop::sample::Index>(),
+        next_epoch in 0i32..20,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config(segment_bytes, interval);
+        let mut log = PartitionLog::open(dir.path(), config.clone(), false).unwrap();
+        append_all(&mut log, &specs);
+        let all: Vec<(bytes::Bytes, batch::BatchHeader)> = raw_batches(&log)
+            .into_iter()
+            .map(|b| { let h = batch::BatchHeader::parse(&b).unwrap(); (b, h) })
+            .collect();
+        let leo = log.log_end_offset();
+        if let Some(frac) = delete_before {
+            log.delete_records_before((leo as f64 * frac) as i64).unwrap();
+        }
+        let (log_start, first_base) = (log.log_start_offset(), log.segments[0].base_offset);
+        let before = snapshot(&log);
+        let cut = cut.index(leo as usize + 5) as i64 - 2;
+
+        let result = log.truncate_to(cut);
+        let expected = if cut < 0 {
+            let out_of_range = matches!(result, Err(LogError::OffsetOutOfRange { .. }));
+            prop_assert!(out_of_range);
+            before.clone()
+        } else if cut >= leo {
+            prop_assert_eq!(result.unwrap(), leo);
+            let mut e = before.clone();
+            if before.0 < leo {
+                e.3.retain(|x| x.1 < leo);
+            }
+            e
+        } else if cut < first_base {
+            prop_assert_eq!(result.unwrap(), cut);
+            (cut, cut, vec![], vec![])
+        } else {
+            let new_end = all.iter().find(|(_, h)| h.last_offset() >= cut).unwrap().1.base_offset;
+            prop_assert_eq!(result.unwrap(), new_end);
+            let new_start = log_start.min(new_end);
+            let kept: Vec<bytes::Bytes> = all
+                .iter()
+                .filter(|(_, h)| h.last_offset() >= new_start && h.last_offset() < new_end)
+                .map(|(b, _)| b.clone())
+                .collect();
+            let headers: Vec<batch::BatchHeader> = all.iter().map(|(_, h)| *h).collect();
+            (new_start, new_end, kept, expected_epochs(&headers, new_start, new_end))
+        };
+        prop_assert_eq!(snapshot(&log), expected.clone());
+        let model: Model = read_all(&log, log.log_start_offset(), 500);
+        prop_assert!(model.iter().all(|r| r.0 >= expected.0 && r.0 < expected.1));
+
+        // Appends continue at the new end; a reopen either way sees the same log.
+        let end = log.log_end_offset();
+        let info = log.append(make_batch(&[(1, b"after".to_vec())], Compression::None), next_epoch, false, 0).unwrap();
+        prop_assert_eq!(info.base_offset, end);
+        let after = snapshot(&log);
+        if next_epoch > expected.3.last().map_or(-1, |e| e.0) {
+            prop_assert_eq!(after.3.last().copied(), Some((next_epoch, end)));
+        }
+        drop(log);
+        for recover in [false, true] {
+            let log = PartitionLog::open(dir.path(), config.clone(), recover).unwrap();
+            prop_assert_eq!(snapshot(&log), after.clone(), "recover {}", recover);
         }
     }
 }

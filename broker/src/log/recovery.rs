@@ -4,7 +4,8 @@
 //! Per-segment scanning and index rebuilding live in [`super::segment`];
 //! this file decides which segments to open how, and repairs the
 //! directory-level invariants (at least one segment, nothing below the log
-//! start offset, leftovers of interrupted operations removed).
+//! start offset, leftovers of interrupted operations removed), then loads
+//! the leader epoch cache against the result.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,6 +27,9 @@ use super::{LogConfig, LogError, PartitionLog, sync_dir};
 ///    wholly below it (a crash between checkpoint and deletion) are deleted;
 ///    if that leaves none, or the last one ends at or below it, a fresh empty
 ///    segment starts at the log start offset, so offsets never go back.
+/// 4. Load the leader epoch cache, rebuilt from batch headers if its
+///    checkpoint is missing or malformed, trimmed to [log start, log end)
+///    (see [`super::epochs::open`]).
 pub(super) fn open_log(
     dir: &Path,
     config: LogConfig,
@@ -73,11 +77,14 @@ pub(super) fn open_log(
             );
         }
     }
+    let log_end = segments.last().map_or(log_start, |s| s.next_offset);
+    let epochs = super::epochs::open(dir, &segments, log_start, log_end)?;
     Ok(PartitionLog {
         dir: dir.to_path_buf(),
         config,
         segments,
         log_start_offset: log_start,
+        epochs,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Retention: deleting whole segments by age, by partition size and below
 //! an explicitly advanced log start offset (DeleteRecords), and the
 //! `log-start-offset` checkpoint that makes the log start offset survive a
-//! restart.
+//! restart. Whenever the log start offset advances, the leader epoch cache
+//! is trimmed to it (see [`trim_epochs`]).
 //!
 //! Only whole segments are deleted; a log start offset set by
 //! `delete_records_before` may fall inside a segment, whose older records
@@ -80,6 +81,7 @@ pub(super) fn enforce(log: &mut PartitionLog, now_ms: i64) -> Result<usize, LogE
 /// 2. Persist and adopt the new log start: reads below it fail from now on,
 ///    even when it falls inside a segment or a batch.
 /// 3. Delete the non-active segments that end at or below it.
+/// 4. Trim the leader epoch cache to the new log start ([`trim_epochs`]).
 pub(super) fn delete_records_before(log: &mut PartitionLog, offset: i64) -> Result<i64, LogError> {
     let (log_start, log_end) = (log.log_start_offset, log.log_end_offset());
     if offset > log_end || offset < 0 {
@@ -102,6 +104,7 @@ pub(super) fn delete_records_before(log: &mut PartitionLog, offset: i64) -> Resu
         .take_while(|s| s.next_offset <= offset)
         .count();
     delete_oldest(log, n)?;
+    trim_epochs(log)?;
     Ok(offset)
 }
 
@@ -113,6 +116,7 @@ pub(super) fn delete_records_before(log: &mut PartitionLog, offset: i64) -> Resu
 ///    data that is already gone; leftovers below it are removed at the next
 ///    open.
 /// 2. Delete the segments' files, oldest first.
+/// 3. Trim the leader epoch cache to the new log start ([`trim_epochs`]).
 fn delete_oldest(log: &mut PartitionLog, n: usize) -> Result<usize, LogError> {
     if n == 0 || n >= log.segments.len() {
         return Ok(0);
@@ -128,7 +132,19 @@ fn delete_oldest(log: &mut PartitionLog, n: usize) -> Result<usize, LogError> {
         segment.delete_files()?;
     }
     sync_dir(&log.dir)?;
+    trim_epochs(log)?;
     Ok(n)
+}
+
+/// Collapses the leader epoch entries at or below the log start offset into
+/// one starting at the log start (Kafka's truncateFromStart) and persists
+/// the checkpoint if that changed it. Done after the log start checkpoint:
+/// a crash in between is repaired at open, which trims the same way.
+fn trim_epochs(log: &mut PartitionLog) -> Result<(), LogError> {
+    if log.epochs.truncate_from_start(log.log_start_offset) {
+        log.epochs.persist()?;
+    }
+    Ok(())
 }
 
 /// Reads the log start checkpoint; None when absent or unreadable as a

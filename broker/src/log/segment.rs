@@ -560,6 +560,66 @@ impl Segment {
         Ok(())
     }
 
+    /// Calls `f` with every batch header in file order. No CRC check: the
+    /// batches were validated when appended or when the segment was opened.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+        let mut walker = BatchWalker::new(&self.log, 0, self.size, SCAN_CHUNK, false);
+        loop {
+            match walker.next_batch() {
+                Ok(None) => return Ok(()),
+                Ok(Some((_, h))) => f(&h),
+                Err(WalkError::Io(e)) => return Err(storage("reading", &self.log_path)(e)),
+                Err(WalkError::Torn(why) | WalkError::Corrupt(why)) => {
+                    return Err(storage("reading", &self.log_path)(invalid_data(why)));
+                }
+            }
+        }
+    }
+
+    /// The position and header of the batch holding `offset` (the first
+    /// batch whose last offset is ≥ `offset`), None when the segment ends
+    /// before it.
+    pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        self.walk(self.entry_for(offset), |pos, h| {
+            if h.last_offset() >= offset {
+                ControlFlow::Break((pos, *h))
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+    }
+
+    /// Cuts the segment's files before the batch at `position` whose base
+    /// offset is `base_offset` (as found by [`Segment::find_batch`]).
+    ///
+    /// 1. Truncate the log file to `position` and fsync it.
+    /// 2. Drop the index entries naming that batch or a later one, fsync
+    ///    both indexes.
+    ///
+    /// A crash between the steps leaves offset or time index entries at or
+    /// past the end of the log, which fail their sanity check at the next
+    /// open and are rebuilt. The in-memory state (size, next offset, index
+    /// builder, timestamps) is stale afterwards: the caller reopens the
+    /// segment with [`Segment::open`].
+    pub fn truncate_files(&mut self, position: u64, base_offset: i64) -> Result<(), LogError> {
+        self.log
+            .set_len(position)
+            .map_err(storage("truncating", &self.log_path))?;
+        self.sync_log()?;
+        let rel = relative(base_offset, self.base_offset);
+        self.offset_index
+            .truncate_from(rel)
+            .map_err(storage("truncating", self.offset_index.path()))?;
+        self.time_index
+            .truncate_from(rel)
+            .map_err(storage("truncating", self.time_index.path()))?;
+        self.size = self.size.min(position);
+        self.sync_all()
+    }
+
     /// Walks headers from an index entry (or from position 0 for `None`) to
     /// the end of the segment until `f` breaks. If the entry does not point
     /// at the batch it names, or the walk hits garbage, it is retried from

@@ -904,3 +904,625 @@ fn a_plausible_but_wrong_index_entry_does_not_skew_reads() {
         })
     );
 }
+
+// ---- Replication: append_replicated, truncate_to, leader epochs ----
+
+/// Every batch from the log start, as raw bytes, one `read` per batch.
+pub(super) fn raw_batches(log: &PartitionLog) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let bytes = log.read(next, 0, i64::MAX).unwrap();
+        let h = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(bytes.len(), h.total_size(), "max_bytes 0 reads one batch");
+        next = h.last_offset() + 1;
+        out.push(bytes);
+    }
+    out
+}
+
+pub(super) fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
+    log.leader_epochs()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect()
+}
+
+/// Everything a reader can observe of a log, for before/after comparisons.
+pub(super) fn snapshot(log: &PartitionLog) -> (i64, i64, Vec<Bytes>, Vec<(i32, i64)>) {
+    (
+        log.log_start_offset(),
+        log.log_end_offset(),
+        raw_batches(log),
+        epochs(log),
+    )
+}
+
+/// Copies the leader's log into the follower with fetches of `max_bytes`
+/// from the follower's log end, the way a replica fetcher does.
+pub(super) fn replicate(leader: &PartitionLog, follower: &mut PartitionLog, max_bytes: usize) {
+    while follower.log_end_offset() < leader.log_end_offset() {
+        let from = follower.log_end_offset();
+        let fetched = leader
+            .read(from, max_bytes, leader.log_end_offset())
+            .unwrap();
+        let info = follower
+            .append_replicated(BytesMut::from(&fetched[..]))
+            .unwrap();
+        assert_eq!(info.base_offset, from);
+        assert_eq!(info.last_offset + 1, follower.log_end_offset());
+    }
+}
+
+fn checkpoint_text(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("leader-epoch-checkpoint")).unwrap()
+}
+
+/// A leader log of batches of 3 records (offsets 3k..3k+2), epochs as given.
+fn leader_log(dir: &Path, config: LogConfig, epochs: &[i32]) -> PartitionLog {
+    let mut log = open(dir, config);
+    for (i, e) in epochs.iter().enumerate() {
+        log.append(simple_batch(&format!("l{i}"), 3, i as i64), *e, false, 0)
+            .unwrap();
+    }
+    log
+}
+
+#[test]
+fn a_follower_fed_with_the_leaders_reads_has_the_leaders_bytes() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = open(ld.path(), small_config(400, 64));
+    for i in 0..30i64 {
+        let epoch = [0, 0, 1, 3, 3, 7][(i / 5) as usize];
+        let batch = if i % 4 == 1 {
+            make_batch(
+                &[(i, vec![b'z'; 50]), (i + 1, vec![b'y'; 9])],
+                Compression::Gzip,
+            )
+        } else {
+            simple_batch(&format!("v{i}"), 1 + (i % 3) as usize, 100 + i)
+        };
+        leader.append(batch, epoch, i % 7 == 3, 5000 + i).unwrap();
+    }
+    let mut follower = open(fd.path(), small_config(700, 100));
+    replicate(&leader, &mut follower, 250);
+    assert_eq!(snapshot(&follower), snapshot(&leader));
+    assert_eq!(epochs(&follower), vec![(0, 0), (1, 19), (3, 30), (7, 49)]);
+    assert_eq!(checkpoint_text(fd.path()), checkpoint_text(ld.path()));
+    assert!(
+        segment_files(fd.path(), "log").len() > 2,
+        "the follower rolled"
+    );
+    assert_eq!(read_all(&follower, 0, 300), read_all(&leader, 0, 300));
+    for t in [0, 100, 115, 5003, 10_000] {
+        assert_eq!(
+            follower.offset_for_timestamp(t).unwrap(),
+            leader.offset_for_timestamp(t).unwrap()
+        );
+    }
+
+    // A fetch from below the log end repeats whole batches: skipped.
+    let end = follower.log_end_offset();
+    let again = leader.read(end - 5, usize::MAX, end).unwrap();
+    let info = follower
+        .append_replicated(BytesMut::from(&again[..]))
+        .unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (end, end - 1));
+    assert_eq!(follower.log_end_offset(), end);
+
+    // New leader data after a refetch that overlaps: only the new batches land.
+    leader
+        .append(simple_batch("new", 2, 1), 8, false, 0)
+        .unwrap();
+    let overlapping = leader.read(end - 1, usize::MAX, i64::MAX).unwrap();
+    let info = follower
+        .append_replicated(BytesMut::from(&overlapping[..]))
+        .unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (end, end + 1));
+    assert_eq!(snapshot(&follower), snapshot(&leader));
+
+    follower.close().unwrap();
+    for recover in [false, true] {
+        let f = PartitionLog::open(fd.path(), small_config(700, 100), recover).unwrap();
+        assert_eq!(snapshot(&f), snapshot(&leader));
+    }
+}
+
+#[test]
+fn replicated_batches_that_do_not_continue_the_log_are_rejected_unchanged() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = leader_log(ld.path(), LogConfig::default(), &[0, 2, 2, 3]);
+    let batch = |k: usize| -> BytesMut {
+        let b = raw_batches(&leader)[k].clone();
+        BytesMut::from(&b[..])
+    };
+    let mut follower = open(
+        fd.path(),
+        LogConfig {
+            max_message_bytes: 500,
+            ..LogConfig::default()
+        },
+    );
+    let mut first_two = batch(0);
+    first_two.extend_from_slice(&batch(1));
+    follower.append_replicated(first_two).unwrap();
+    assert_eq!(follower.log_end_offset(), 6);
+    let before = snapshot(&follower);
+    let ckpt = checkpoint_text(fd.path());
+    assert_eq!(ckpt, "0\n2\n0 0\n2 3\n");
+
+    let mut straddling = batch(2);
+    batch::set_base_offset(&mut straddling, 4); // 4..=6 while the log ends at 6
+    let mut then_gap = batch(2);
+    then_gap.extend_from_slice(&batch(3)[..]);
+    let mut gap_after_first = batch(2);
+    let mut shifted = batch(3);
+    batch::set_base_offset(&mut shifted, 10);
+    gap_after_first.extend_from_slice(&shifted);
+    let mut epoch_down = batch(2);
+    batch::set_partition_leader_epoch(&mut epoch_down, 1);
+    let mut epoch_down_later = batch(2);
+    let mut e1 = batch(3);
+    batch::set_partition_leader_epoch(&mut e1, 1);
+    epoch_down_later.extend_from_slice(&e1);
+    let mut bad_crc = batch(2);
+    let n = bad_crc.len();
+    bad_crc[n - 1] ^= 1;
+    let partial = BytesMut::from(&batch(2)[..20]);
+    let big = {
+        let mut b = make_batch(&[(0, vec![1u8; 600])], Compression::None);
+        batch::set_base_offset(&mut b, 6);
+        b
+    };
+
+    let cases: Vec<(&str, BytesMut)> = vec![
+        ("gap", batch(3)),
+        ("straddle", straddling),
+        ("gap after the first", gap_after_first),
+        ("epoch below the cache", epoch_down),
+        ("epoch below an earlier batch", epoch_down_later),
+        ("crc", bad_crc),
+        ("partial", partial),
+        ("empty", BytesMut::new()),
+        ("too large", big),
+    ];
+    for (name, payload) in cases {
+        let err = follower.append_replicated(payload).unwrap_err();
+        match name {
+            "gap" => assert!(
+                matches!(
+                    err,
+                    LogError::OffsetOutOfRange {
+                        offset: 9,
+                        log_end: 6,
+                        ..
+                    }
+                ),
+                "{name}: {err}"
+            ),
+            "straddle" => assert!(
+                matches!(
+                    err,
+                    LogError::OffsetOutOfRange {
+                        offset: 4,
+                        log_end: 6,
+                        ..
+                    }
+                ),
+                "{name}: {err}"
+            ),
+            "gap after the first" => assert!(
+                matches!(
+                    err,
+                    LogError::OffsetOutOfRange {
+                        offset: 10,
+                        log_end: 9,
+                        ..
+                    }
+                ),
+                "{name}: {err}"
+            ),
+            "too large" => assert!(
+                matches!(err, LogError::BatchTooLarge { .. }),
+                "{name}: {err}"
+            ),
+            _ => assert!(matches!(err, LogError::CorruptBatch(_)), "{name}: {err}"),
+        }
+        assert_eq!(snapshot(&follower), before, "{name}");
+        assert_eq!(
+            follower.size_bytes(),
+            before.2.iter().map(|b| b.len() as u64).sum::<u64>()
+        );
+        assert_eq!(checkpoint_text(fd.path()), ckpt, "{name}");
+        let _ = then_gap.len();
+    }
+    // The valid continuation still works after all that.
+    follower.append_replicated(then_gap).unwrap();
+    assert_eq!(snapshot(&follower), snapshot(&leader));
+}
+
+#[test]
+fn a_failed_replicated_write_undoes_the_data_and_the_epoch_checkpoint() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = leader_log(ld.path(), LogConfig::default(), &[0, 4]);
+    let batches = raw_batches(&leader);
+    let mut follower = open(fd.path(), small_config(1 << 20, 1));
+    follower
+        .append_replicated(BytesMut::from(&batches[0][..]))
+        .unwrap();
+    let before = snapshot(&follower);
+    let ckpt = checkpoint_text(fd.path());
+    follower.active_mut().fail_write_after = Some(10);
+    let err = follower
+        .append_replicated(BytesMut::from(&batches[1][..]))
+        .unwrap_err();
+    assert!(matches!(err, LogError::Storage { .. }), "{err}");
+    assert_eq!(snapshot(&follower), before);
+    assert_eq!(checkpoint_text(fd.path()), ckpt, "epoch 4 was not kept");
+    follower
+        .append_replicated(BytesMut::from(&batches[1][..]))
+        .unwrap();
+    assert_eq!(snapshot(&follower), snapshot(&leader));
+}
+
+#[test]
+fn leader_epoch_cache_answers_offset_for_leader_epoch_per_kip_279() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = simple_batch("x", 2, 0).len() as u64;
+    let config = LogConfig {
+        retention_ms: -1,
+        ..small_config(2 * one, 4096)
+    };
+    let mut log = open(dir.path(), config.clone());
+    assert_eq!(
+        (log.latest_epoch(), log.end_offset_for_epoch(0)),
+        (None, None)
+    );
+    for e in [0, 0, 2, 2, 5] {
+        log.append(simple_batch("x", 2, 0), e, false, 0).unwrap(); // 2 offsets each
+    }
+    let answers = |log: &PartitionLog| -> Vec<Option<(i32, i64)>> {
+        [-1, 0, 1, 2, 3, 5, 6]
+            .iter()
+            .map(|e| log.end_offset_for_epoch(*e))
+            .collect()
+    };
+    let expected = vec![
+        None,
+        Some((0, 4)),
+        Some((0, 4)),
+        Some((2, 8)),
+        Some((2, 8)),
+        Some((5, 10)),
+        None,
+    ];
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 8)]);
+    assert_eq!(log.latest_epoch(), Some(5));
+    assert_eq!(answers(&log), expected);
+    assert_eq!(checkpoint_text(dir.path()), "0\n3\n0 0\n2 4\n5 8\n");
+
+    // A lower epoch from a caller does not rewrite history.
+    log.append(simple_batch("x", 2, 0), 1, false, 0).unwrap();
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (5, 8)]);
+    assert_eq!(log.end_offset_for_epoch(5), Some((5, 12)));
+    assert_eq!(log.truncate_to(10).unwrap(), 10);
+    log.close().unwrap();
+
+    let mut log = open(dir.path(), config.clone());
+    assert_eq!(answers(&log), expected, "survives a reopen");
+
+    // Truncation drops the epochs that start at or after the cut.
+    assert_eq!(log.truncate_to(7).unwrap(), 6, "inside batch 6..=7");
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4)]);
+    assert_eq!(log.end_offset_for_epoch(2), Some((2, 6)));
+    assert_eq!(log.end_offset_for_epoch(5), None);
+    assert_eq!(checkpoint_text(dir.path()), "0\n2\n0 0\n2 4\n");
+    log.append(simple_batch("x", 2, 0), 6, false, 0).unwrap();
+    assert_eq!(epochs(&log), vec![(0, 0), (2, 4), (6, 6)]);
+
+    // Retention and DeleteRecords collapse the entries below the log start.
+    assert_eq!(log.delete_records_before(5).unwrap(), 5);
+    assert_eq!(epochs(&log), vec![(2, 5), (6, 6)]);
+    assert_eq!(
+        log.end_offset_for_epoch(0),
+        Some((0, 5)),
+        "below the first epoch: Kafka's answer"
+    );
+    assert_eq!(log.end_offset_for_epoch(2), Some((2, 6)));
+    assert_eq!(checkpoint_text(dir.path()), "0\n2\n2 5\n6 6\n");
+    log.delete_records_before(7).unwrap();
+    assert_eq!(epochs(&log), vec![(6, 7)]);
+    log.close().unwrap();
+
+    // Rebuilt from the batch headers when the checkpoint is gone or damaged.
+    for damage in ["", "0\n2\n6 7\n"] {
+        if damage.is_empty() {
+            std::fs::remove_file(dir.path().join("leader-epoch-checkpoint")).unwrap();
+        } else {
+            std::fs::write(dir.path().join("leader-epoch-checkpoint"), damage).unwrap();
+        }
+        let log = open(dir.path(), config.clone());
+        assert_eq!(epochs(&log), vec![(6, 7)]);
+        assert_eq!(checkpoint_text(dir.path()), "0\n1\n6 7\n");
+    }
+
+    let mut log = open(dir.path(), config.clone());
+    log.set_config(LogConfig {
+        retention_ms: 0,
+        ..config.clone()
+    });
+    log.enforce_retention(i64::MAX / 2).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (8, 8));
+    assert_eq!(
+        epochs(&log),
+        vec![(6, 8)],
+        "retention of everything keeps the latest epoch at the log end"
+    );
+    assert_eq!(log.end_offset_for_epoch(6), Some((6, 8)));
+    assert_eq!(log.truncate_to(8).unwrap(), 8);
+    assert_eq!(epochs(&log), vec![(6, 8)]);
+    drop(log);
+    assert_eq!(
+        epochs(&open(dir.path(), config)),
+        vec![(6, 8)],
+        "and so does a reopen"
+    );
+}
+
+#[test]
+fn a_leader_epoch_assigned_at_election_lasts_until_written_or_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = leader_log(dir.path(), LogConfig::default(), &[1, 1]);
+    log.assign_leader_epoch(3).unwrap();
+    assert_eq!(epochs(&log), vec![(1, 0), (3, 6)]);
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 6)));
+    assert_eq!(log.end_offset_for_epoch(2), Some((1, 6)));
+    log.assign_leader_epoch(2).unwrap();
+    assert_eq!(epochs(&log), vec![(1, 0), (3, 6)], "not above the latest");
+    // A no-op truncation drops it (Kafka), and so does a reopen.
+    assert_eq!(log.truncate_to(6).unwrap(), 6);
+    assert_eq!(epochs(&log), vec![(1, 0)]);
+    log.assign_leader_epoch(3).unwrap();
+    drop(log);
+    let mut log = open(dir.path(), LogConfig::default());
+    assert_eq!(epochs(&log), vec![(1, 0)]);
+    log.assign_leader_epoch(4).unwrap();
+    log.append(simple_batch("x", 1, 0), 4, false, 0).unwrap();
+    drop(log);
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(epochs(&log), vec![(1, 0), (4, 6)]);
+}
+
+#[test]
+fn truncate_to_cuts_whole_batches_across_segments() {
+    let one = simple_batch("l0", 3, 0).len() as u64;
+    let config = small_config(2 * one, 1); // two batches of 3 offsets per segment
+    let all_epochs = [0, 0, 1, 1, 1, 2, 2, 4];
+    let reference = {
+        let d = tempfile::tempdir().unwrap();
+        snapshot(&leader_log(d.path(), config.clone(), &all_epochs))
+    };
+    for offset in -1..=26i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = leader_log(dir.path(), config.clone(), &all_epochs);
+        assert_eq!(log.segments.len(), 4);
+        if offset < 0 {
+            assert!(matches!(
+                log.truncate_to(offset),
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            assert_eq!(snapshot(&log), reference);
+            continue;
+        }
+        let new_end = log.truncate_to(offset).unwrap();
+        let expect_end = (offset / 3 * 3).min(24);
+        assert_eq!(new_end, expect_end, "offset {offset}");
+        let kept = (expect_end / 3) as usize;
+        let (_, _, ref_batches, _) = &reference;
+        assert_eq!(
+            raw_batches(&log),
+            ref_batches[..kept].to_vec(),
+            "offset {offset}"
+        );
+        let expect_epochs: Vec<(i32, i64)> = reference
+            .3
+            .iter()
+            .copied()
+            .filter(|(_, s)| *s < expect_end)
+            .collect();
+        assert_eq!(epochs(&log), expect_epochs);
+        // Segments above the cut are gone, the cut one keeps its name.
+        assert_eq!(log.segments.len(), (offset.min(23) / 6 + 1) as usize);
+        assert_eq!(segment_files(dir.path(), "log").len(), log.segments.len());
+        assert_eq!(segment_files(dir.path(), "index").len(), log.segments.len());
+        let on_disk: u64 = segment_files(dir.path(), "log")
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(on_disk, log.size_bytes());
+        for o in 0..new_end {
+            assert!(headers(&log.read(o, 1, i64::MAX).unwrap())[0].last_offset() >= o);
+        }
+        // Appends continue at the new end, with a new epoch.
+        let info = log
+            .append(simple_batch("after", 2, 9), 9, false, 0)
+            .unwrap();
+        assert_eq!(info.base_offset, new_end);
+        assert_eq!(log.end_offset_for_epoch(9), Some((9, new_end + 2)));
+        let after = snapshot(&log);
+        drop(log);
+        for recover in [false, true] {
+            let log = PartitionLog::open(dir.path(), config.clone(), recover).unwrap();
+            assert_eq!(snapshot(&log), after, "offset {offset} recover {recover}");
+        }
+    }
+}
+
+#[test]
+fn truncate_below_the_log_start() {
+    let one = simple_batch("l0", 3, 0).len() as u64;
+    let config = small_config(2 * one, 1);
+    let epochs6 = [0, 0, 1, 1, 2, 2];
+    // Inside the first segment but below the log start: the log ends up
+    // empty at the cut batch, the log start drops to it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = leader_log(dir.path(), config.clone(), &epochs6);
+    log.delete_records_before(4).unwrap(); // inside batch 3..=5, first segment kept
+    assert_eq!(log.segments[0].base_offset, 0);
+    assert_eq!(log.truncate_to(1).unwrap(), 0);
+    assert_eq!(snapshot(&log), (0, 0, vec![], vec![]));
+    assert_eq!(
+        log.append(simple_batch("a", 1, 0), 3, false, 0)
+            .unwrap()
+            .base_offset,
+        0
+    );
+    let after = snapshot(&log);
+    drop(log);
+    for recover in [false, true] {
+        assert_eq!(
+            snapshot(&PartitionLog::open(dir.path(), config.clone(), recover).unwrap()),
+            after
+        );
+    }
+
+    // The cut batch straddles the log start.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = leader_log(dir.path(), config.clone(), &epochs6);
+    log.delete_records_before(4).unwrap();
+    assert_eq!(log.truncate_to(5).unwrap(), 3);
+    assert_eq!(snapshot(&log), (3, 3, vec![], vec![]));
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config.clone(), true).unwrap();
+    assert_eq!(snapshot(&log), (3, 3, vec![], vec![]));
+
+    // Below every segment: restart empty at the offset.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = leader_log(dir.path(), config.clone(), &epochs6);
+    log.delete_records_before(13).unwrap();
+    assert_eq!(log.segments[0].base_offset, 12);
+    assert_eq!(log.truncate_to(7).unwrap(), 7);
+    assert_eq!(snapshot(&log), (7, 7, vec![], vec![]));
+    assert_eq!(segment_files(dir.path(), "log").len(), 1);
+    log.append(simple_batch("a", 1, 0), 5, false, 0).unwrap();
+    let after = snapshot(&log);
+    assert_eq!(after.3, vec![(5, 7)]);
+    drop(log);
+    for recover in [false, true] {
+        assert_eq!(
+            snapshot(&PartitionLog::open(dir.path(), config.clone(), recover).unwrap()),
+            after
+        );
+    }
+}
+
+/// Copies every file of `from` into a fresh directory.
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
+    }
+    to
+}
+
+#[test]
+fn every_intermediate_state_of_a_truncation_reopens_consistently() {
+    let one = simple_batch("l0", 3, 0).len() as u64;
+    let config = small_config(2 * one, 1);
+    let all_epochs = [0, 0, 1, 1, 2, 2, 3, 3];
+    let dir = tempfile::tempdir().unwrap();
+    let log = leader_log(dir.path(), config.clone(), &all_epochs);
+    let original = snapshot(&log);
+    drop(log);
+    let pristine = copy_dir(dir.path());
+    let truncated = {
+        let mut log = PartitionLog::open(dir.path(), config.clone(), false).unwrap();
+        log.truncate_to(8).unwrap(); // inside batch 6..=8 of segment 6
+        snapshot(&log)
+    };
+    assert_eq!(truncated.1, 6);
+    let reopen = |d: &Path, recover: bool| {
+        snapshot(&PartitionLog::open(d, config.clone(), recover).unwrap())
+    };
+    let file = |d: &Path, base: i64, ext: &str| d.join(format!("{base:020}.{ext}"));
+
+    for recover in [false, true] {
+        // Crashed after deleting the newest segment only: a prefix of the old log.
+        let d = copy_dir(pristine.path());
+        for ext in ["log", "index", "timeindex"] {
+            std::fs::remove_file(file(d.path(), 18, ext)).unwrap();
+        }
+        let s = reopen(d.path(), recover);
+        assert_eq!(s.1, 18);
+        assert_eq!(s.2, original.2[..6].to_vec());
+        assert_eq!(
+            s.3,
+            vec![(0, 0), (1, 6), (2, 12)],
+            "the epoch checkpoint is trimmed to the log"
+        );
+
+        // Crashed after cutting the log file, before its indexes.
+        let d = copy_dir(pristine.path());
+        for ext in ["log", "index", "timeindex"] {
+            std::fs::remove_file(file(d.path(), 12, ext)).unwrap();
+            std::fs::remove_file(file(d.path(), 18, ext)).unwrap();
+        }
+        let seg6 = std::fs::OpenOptions::new()
+            .write(true)
+            .open(file(d.path(), 6, "log"))
+            .unwrap();
+        seg6.set_len(0).unwrap();
+        assert!(
+            std::fs::metadata(file(d.path(), 6, "index")).unwrap().len() > 0,
+            "stale index entry"
+        );
+        assert_eq!(reopen(d.path(), recover), truncated);
+
+        // Crashed before the epoch checkpoint was trimmed.
+        let d = copy_dir(dir.path());
+        std::fs::copy(
+            pristine.path().join("leader-epoch-checkpoint"),
+            d.path().join("leader-epoch-checkpoint"),
+        )
+        .unwrap();
+        assert_eq!(reopen(d.path(), recover), truncated);
+
+        // Epoch checkpoint lost altogether.
+        let d = copy_dir(dir.path());
+        std::fs::remove_file(d.path().join("leader-epoch-checkpoint")).unwrap();
+        assert_eq!(reopen(d.path(), recover), truncated);
+
+        // A full truncation (to 5, below every segment) that crashed right
+        // after creating its empty segment.
+        let d2 = tempfile::tempdir().unwrap();
+        let mut l = leader_log(d2.path(), config.clone(), &all_epochs);
+        l.delete_records_before(13).unwrap();
+        let before_full = snapshot(&l);
+        drop(l);
+        std::fs::write(file(d2.path(), 5, "log"), b"").unwrap();
+        assert_eq!(reopen(d2.path(), recover), before_full);
+    }
+}
+
+#[test]
+fn a_stale_log_start_checkpoint_after_a_truncation_reopens_as_an_empty_log() {
+    let one = simple_batch("l0", 3, 0).len() as u64;
+    let config = small_config(2 * one, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = leader_log(dir.path(), config.clone(), &[0, 0, 1, 1]);
+    log.delete_records_before(4).unwrap();
+    let stale = std::fs::read(dir.path().join("log-start-offset")).unwrap();
+    assert_eq!(log.truncate_to(4).unwrap(), 3);
+    drop(log);
+    // Crash between cutting the data and lowering the log start.
+    std::fs::write(dir.path().join("log-start-offset"), stale).unwrap();
+    let mut log = PartitionLog::open(dir.path(), config, true).unwrap();
+    assert_eq!(snapshot(&log), (4, 4, vec![], vec![]));
+    assert_eq!(
+        log.append(simple_batch("a", 1, 0), 2, false, 0)
+            .unwrap()
+            .base_offset,
+        4
+    );
+}
