@@ -1,29 +1,35 @@
 //! The broker's state and the operations the request handlers call:
-//! topic lifecycle (through the metadata store), the partition registry,
-//! produce/fetch on partitions, and the background tasks (retention,
+//! topic lifecycle (through the metadata store), the partitions hosted
+//! here, produce/fetch on them, and the background tasks (retention,
 //! periodic fsync). Handlers translate the wire format; this module decides.
 //!
 //! Start-up, in order:
-//! 1. check the data directory (create it, refuse a file or an unwritable
-//!    path, take an exclusive lock so two brokers never share it);
-//! 2. read and remove the clean-shutdown marker: without it every partition
-//!    is recovered (its active segment scanned and a torn tail truncated);
-//! 3. replay the metadata records, remove partition directories that belong
-//!    to no topic (a delete interrupted by a crash), open every partition log.
+//! 1. [`DataDir::open`] checks the data directory (creates it, refuses a file
+//!    or an unwritable path, takes an exclusive lock so two brokers never
+//!    share it) and reads and removes the clean-shutdown marker: without it
+//!    every partition is recovered (its active segment scanned and a torn
+//!    tail truncated);
+//! 2. the caller opens the metadata store (local file or Raft quorum);
+//! 3. [`Broker::open`] removes partition directories of no current topic
+//!    and opens the partitions the metadata assigns to this broker.
+//!
+//! Afterwards every new metadata image (committed here or elsewhere in the
+//! cluster) is reconciled the same way ([`Broker::reconcile_partitions`]):
+//! assigned partitions are opened, others closed and deleted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::log::{AppendInfo, FsyncPolicy, LogError};
-use crate::metadata::local::LocalStore;
+use crate::metadata::controller::{BrokerInfo, PlacementError, plan_replica_placement};
 use crate::metadata::topic_config::{self, TopicConfigError};
 use crate::metadata::{
     MetadataError, MetadataImage, MetadataRecord, MetadataStore, TopicConfigs, TopicMeta,
@@ -35,7 +41,11 @@ pub use crate::partition::{AppendError, Partition};
 const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
 const LOCK_FILE: &str = ".lock";
 const PARTITIONS_DIR: &str = "partitions";
-const METADATA_DIR: &str = "metadata";
+pub const METADATA_DIR: &str = "metadata";
+/// Written in each partition directory: the id of the topic it belongs to,
+/// so a directory of a deleted topic is never mistaken for a new topic of
+/// the same name.
+const PARTITION_METADATA: &str = "partition.metadata";
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -52,16 +62,12 @@ pub enum StartError {
     DataDirLocked(PathBuf, PathBuf),
     #[error("loading metadata: {0}")]
     LoadMetadata(#[from] MetadataError),
-    #[error("opening partition {topic}-{partition}: {source}")]
-    OpenPartition {
-        topic: String,
-        partition: i32,
-        source: LogError,
-    },
+    #[error("opening partitions: {0}")]
+    OpenPartitions(TopicError),
 }
 
 /// Why a topic operation was refused. Mapped to Kafka error codes in
-/// `server::errors`.
+/// `server::errors` and to gRPC statuses in `admin`.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
     #[error("{0}")]
@@ -88,98 +94,100 @@ pub enum TopicError {
     },
 }
 
+impl From<PlacementError> for TopicError {
+    fn from(e: PlacementError) -> Self {
+        TopicError::InvalidReplicationFactor(e.to_string())
+    }
+}
+
 type PartitionKey = (String, i32);
 
-pub struct Broker {
-    pub config: BrokerConfig,
-    /// host and port clients are told to use (set once the listener is bound).
-    advertised: RwLock<(String, u16)>,
-    store: Box<dyn MetadataStore>,
-    image: RwLock<Arc<MetadataImage>>,
-    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
-    /// Serialises topic lifecycle changes (create/delete/alter); the data path never takes it.
-    topic_changes: Mutex<()>,
-    /// (next producer id, end of the reserved block).
-    producer_ids: Mutex<(i64, i64)>,
-    /// Bumped after every append, waking long-polling fetches.
-    appended: watch::Sender<u64>,
-    pub metrics: Metrics,
-    _lock: File,
+/// A locked data directory, before its partitions are opened.
+pub struct DataDir {
+    lock: File,
+    /// The previous run did not shut down cleanly: recover every partition.
+    recover: bool,
 }
 
 fn data_dir_error(dir: &Path, what: impl std::fmt::Display) -> StartError {
     StartError::DataDir(dir.to_path_buf(), what.to_string())
 }
 
-impl Broker {
-    /// Opens the data directory and every partition (steps in the module doc).
-    pub fn open(config: BrokerConfig) -> Result<Self, StartError> {
-        let dir = config.data_dir.clone();
-        // 1. The data directory.
+impl DataDir {
+    /// Step 1 of the module doc.
+    pub fn open(dir: &Path) -> Result<Self, StartError> {
         if dir.exists() && !dir.is_dir() {
-            return Err(data_dir_error(&dir, "is not a directory"));
+            return Err(data_dir_error(dir, "is not a directory"));
         }
-        fs::create_dir_all(&dir)
-            .map_err(|e| data_dir_error(&dir, format!("cannot be created: {e}")))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| data_dir_error(dir, format!("cannot be created: {e}")))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = File::create(&lock_path)
-            .map_err(|e| data_dir_error(&dir, format!("is not writable: {e}")))?;
+            .map_err(|e| data_dir_error(dir, format!("is not writable: {e}")))?;
         if lock.try_lock().is_err() {
-            return Err(StartError::DataDirLocked(dir, lock_path));
+            return Err(StartError::DataDirLocked(dir.to_path_buf(), lock_path));
         }
-        // 2. The clean-shutdown marker.
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let recover = !marker.exists();
         if !recover {
             fs::remove_file(&marker).map_err(|e| {
-                data_dir_error(&dir, format!("cannot remove {}: {e}", marker.display()))
+                data_dir_error(dir, format!("cannot remove {}: {e}", marker.display()))
             })?;
         }
-        tracing::info!(data_dir = %dir.display(), recover, "opening data directory");
-        // 3. Metadata, orphan clean-up, partition logs.
-        let store = LocalStore::open(&dir.join(METADATA_DIR))?;
-        let image = store.image();
-        let partitions_dir = dir.join(PARTITIONS_DIR);
-        fs::create_dir_all(&partitions_dir).map_err(|e| {
-            data_dir_error(
-                &dir,
-                format!("cannot create {}: {e}", partitions_dir.display()),
-            )
+        let partitions = dir.join(PARTITIONS_DIR);
+        fs::create_dir_all(&partitions).map_err(|e| {
+            data_dir_error(dir, format!("cannot create {}: {e}", partitions.display()))
         })?;
-        remove_orphan_partitions(&partitions_dir, &image);
-        let mut partitions = HashMap::new();
-        for topic in image.topics.values() {
-            let configs = TopicConfigs {
-                defaults: &config.log_defaults,
-                overrides: &topic.configs,
-            };
-            for index in 0..topic.partitions {
-                let path = partitions_dir.join(format!("{}-{index}", topic.name));
-                let partition =
-                    Partition::open(&topic.name, index, &path, configs.log_config(), recover)
-                        .map_err(|source| StartError::OpenPartition {
-                            topic: topic.name.clone(),
-                            partition: index,
-                            source,
-                        })?;
-                partitions.insert((topic.name.clone(), index), Arc::new(partition));
-            }
-        }
+        tracing::info!(data_dir = %dir.display(), recover, "data directory locked");
+        Ok(Self { lock, recover })
+    }
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    /// host and port clients are told to use (set once the listener is bound).
+    advertised: RwLock<(String, u16)>,
+    store: Arc<dyn MetadataStore>,
+    /// Partitions hosted here, with the id of the topic they belong to.
+    partitions: RwLock<HashMap<PartitionKey, (Uuid, Arc<Partition>)>>,
+    /// Serialises topic lifecycle changes made through this broker.
+    topic_changes: tokio::sync::Mutex<()>,
+    /// Serialises partition reconciliation.
+    reconciling: Mutex<()>,
+    /// (next producer id, end of the reserved block).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Bumped after every append, waking long-polling fetches.
+    appended: watch::Sender<u64>,
+    pub metrics: Metrics,
+    _lock: File,
+}
+
+impl Broker {
+    /// Step 3 of the module doc.
+    pub fn open(
+        config: BrokerConfig,
+        data: DataDir,
+        store: Arc<dyn MetadataStore>,
+    ) -> Result<Self, StartError> {
+        let image = store.image();
+        remove_orphan_partitions(&config.data_dir.join(PARTITIONS_DIR), &image);
         let advertised = (config.listen.ip().to_string(), config.listen.port());
-        let metrics = Metrics::new();
         let reserved = image.producer_ids_reserved_up_to;
         let broker = Self {
-            producer_ids: Mutex::new((reserved, reserved)),
+            producer_ids: tokio::sync::Mutex::new((reserved, reserved)),
             config,
             advertised: RwLock::new(advertised),
-            store: Box::new(store),
-            image: RwLock::new(Arc::new(image)),
-            partitions: RwLock::new(partitions),
-            topic_changes: Mutex::new(()),
+            store,
+            partitions: RwLock::new(HashMap::new()),
+            topic_changes: tokio::sync::Mutex::new(()),
+            reconciling: Mutex::new(()),
             appended: watch::Sender::new(0),
-            metrics,
-            _lock: lock,
+            metrics: Metrics::new(),
+            _lock: data.lock,
         };
+        broker
+            .reconcile_partitions(&image, data.recover)
+            .map_err(StartError::OpenPartitions)?;
         broker.refresh_offset_metrics();
         Ok(broker)
     }
@@ -199,17 +207,22 @@ impl Broker {
         self.config.node_id
     }
 
-    /// The current metadata; a cheap snapshot.
-    pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
     }
 
+    /// The current metadata; a cheap snapshot.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.store.image()
+    }
+
+    /// A partition hosted here.
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         self.partitions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(topic.to_string(), index))
-            .cloned()
+            .map(|(_, p)| p.clone())
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -217,7 +230,7 @@ impl Broker {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
+            .map(|(_, p)| p.clone())
             .collect()
     }
 
@@ -235,26 +248,142 @@ impl Broker {
             .join(format!("{topic}-{index}"))
     }
 
-    fn lock_topic_changes(&self) -> MutexGuard<'_, ()> {
-        self.topic_changes.lock().unwrap_or_else(|p| p.into_inner())
+    /// Opens the partitions `image` assigns here and removes the ones it no
+    /// longer does (a deleted topic, or a new topic of the same name).
+    pub fn reconcile_partitions(
+        &self,
+        image: &MetadataImage,
+        recover: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        let me = self.node_id();
+        // Close and delete what is no longer ours.
+        let stale: Vec<(PartitionKey, Arc<Partition>)> = {
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<PartitionKey> = map
+                .iter()
+                .filter(|((topic, index), (id, _))| {
+                    image
+                        .topics
+                        .get(topic)
+                        .is_none_or(|t| t.topic_id != *id || !t.replicas(*index).contains(&me))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| map.remove(&k).map(|(_, p)| (k, p)))
+                .collect()
+        };
+        for ((topic, index), p) in stale {
+            let _ = p.close();
+            self.metrics.forget_partition(&topic, index);
+            let dir = self.partition_dir(&topic, index);
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition's directory; the next start removes it");
+            }
+            tracing::info!(
+                topic,
+                partition = index,
+                "partition removed from this broker"
+            );
+        }
+        // Open what is ours and not open yet.
+        for topic in image.topics.values() {
+            let log_config = self.topic_configs(topic).log_config();
+            for index in (0..topic.partitions).filter(|&i| topic.replicas(i).contains(&me)) {
+                if self.partition(&topic.name, index).is_some() {
+                    continue;
+                }
+                let dir = self.partition_dir(&topic.name, index);
+                let tag = dir.join(PARTITION_METADATA);
+                let id_on_disk = fs::read_to_string(&tag).ok().and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("topic_id: ").map(|id| id.trim().to_string()))
+                });
+                if dir.exists()
+                    && id_on_disk.as_deref() != Some(topic.topic_id.to_string().as_str())
+                {
+                    // Left by an earlier topic of the same name.
+                    let _ = fs::remove_dir_all(&dir);
+                }
+                let create_log = |source| TopicError::CreateLog {
+                    topic: topic.name.clone(),
+                    partition: index,
+                    source,
+                };
+                let partition =
+                    Partition::open(&topic.name, index, &dir, log_config.clone(), recover)
+                        .map_err(create_log)?;
+                if id_on_disk.is_none() {
+                    fs::write(&tag, format!("version: 0\ntopic_id: {}\n", topic.topic_id))
+                        .map_err(|e| {
+                            create_log(LogError::Storage {
+                                action: "writing",
+                                path: tag.clone(),
+                                source: e,
+                            })
+                        })?;
+                }
+                let leo = partition.log().log_end_offset();
+                self.metrics.set_log_end_offset(&topic.name, index, leo);
+                self.partitions
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        (topic.name.clone(), index),
+                        (topic.topic_id, Arc::new(partition)),
+                    );
+            }
+            // Topic config changes reach the open logs.
+            for index in 0..topic.partitions {
+                if let Some(p) = self.partition(&topic.name, index)
+                    && *p.log().config() != log_config
+                {
+                    p.log().set_config(log_config.clone());
+                }
+            }
+        }
+        Ok(())
     }
 
-    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
-        let image = Arc::new(self.store.commit(records)?);
-        *self.image.write().unwrap_or_else(|p| p.into_inner()) = image.clone();
+    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, TopicError> {
+        let image = self.store.commit(records).await?;
+        self.reconcile_partitions(&image, false)?;
         Ok(image)
     }
 
-    /// Checks a topic creation without doing it. `partitions` of -1 means the default.
+    /// The brokers placement may use: every registered broker, or this one alone.
+    fn placement_brokers(&self, image: &MetadataImage) -> Vec<BrokerInfo> {
+        if image.brokers.is_empty() {
+            return vec![BrokerInfo {
+                id: self.node_id(),
+                rack: None,
+                alive: true,
+            }];
+        }
+        image
+            .brokers
+            .values()
+            .map(|b| BrokerInfo {
+                id: b.id,
+                rack: b.rack.clone(),
+                alive: true,
+            })
+            .collect()
+    }
+
+    /// Checks a topic creation without doing it. `partitions` and
+    /// `replication_factor` of -1 mean the defaults. Returns both resolved.
     pub fn validate_create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
         configs: &BTreeMap<String, String>,
-    ) -> Result<i32, TopicError> {
+    ) -> Result<(i32, i32), TopicError> {
         validate_topic_name(name).map_err(TopicError::InvalidName)?;
-        if self.image().topics.contains_key(name) {
+        let image = self.image();
+        if image.topics.contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
         let partitions = if partitions == -1 {
@@ -267,98 +396,75 @@ impl Broker {
                 "partitions must be from 1 to 100000, got {partitions}"
             )));
         }
-        if replication_factor != -1 && replication_factor != 1 {
+        let rf = if replication_factor == -1 {
+            1
+        } else {
+            i32::from(replication_factor)
+        };
+        let live = self.placement_brokers(&image).len();
+        crate::metadata::controller::validate_replication(rf, 1, live)?;
+        if rf > 1 {
             return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {replication_factor} is larger than the 1 available broker"
+                "replication factor {rf}: data replication between brokers is not implemented yet (docs/replication.md); use 1"
             )));
         }
         for (k, v) in configs {
             topic_config::validate_entry(k, v)?;
         }
-        if let Some(min_isr) = configs
-            .get("min.insync.replicas")
-            .and_then(|v| v.parse::<i32>().ok())
-            && min_isr > 1
-        {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "min.insync.replicas {min_isr} is larger than the replication factor 1"
-            )));
-        }
-        Ok(partitions)
+        check_min_isr(configs, rf)?;
+        Ok((partitions, rf))
     }
 
-    /// Creates a topic: metadata record first, then the partition logs.
-    pub fn create_topic(
+    /// Creates a topic: placement, then the metadata record; partitions open
+    /// on the brokers they are assigned to as they apply it.
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta, TopicError> {
-        let _guard = self.lock_topic_changes();
-        let partitions =
+        let _guard = self.topic_changes.lock().await;
+        let (partitions, rf) =
             self.validate_create_topic(name, partitions, replication_factor, &configs)?;
-        let topic_id = uuid::Uuid::new_v4();
-        let image = self.commit(vec![MetadataRecord::TopicCreated {
-            name: name.to_string(),
-            topic_id,
-            partitions,
-            configs,
-        }])?;
+        let image = self.image();
+        let brokers = self.placement_brokers(&image);
+        // Start placement at a topic-dependent broker so leaders spread over topics.
+        let start = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let assignments = plan_replica_placement(&brokers, partitions, rf, start)?;
+        let topic_id = Uuid::new_v4();
+        let image = self
+            .commit(vec![MetadataRecord::TopicCreated {
+                name: name.to_string(),
+                topic_id,
+                partitions,
+                configs,
+                assignments,
+            }])
+            .await?;
         let topic = image
             .topics
             .get(name)
             .cloned()
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        self.open_partitions(&topic, 0)?;
         tracing::info!(topic = name, partitions, "topic created");
         Ok(topic)
     }
 
-    fn open_partitions(&self, topic: &TopicMeta, from: i32) -> Result<(), TopicError> {
-        let log_config = self.topic_configs(topic).log_config();
-        for index in from..topic.partitions {
-            let dir = self.partition_dir(&topic.name, index);
-            // A directory left by an earlier topic of the same name is stale.
-            if dir.exists() {
-                let _ = fs::remove_dir_all(&dir);
-            }
-            let partition = Partition::open(&topic.name, index, &dir, log_config.clone(), false)
-                .map_err(|source| TopicError::CreateLog {
-                    topic: topic.name.clone(),
-                    partition: index,
-                    source,
-                })?;
-            self.partitions
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((topic.name.clone(), index), Arc::new(partition));
-        }
-        Ok(())
-    }
-
-    /// Deletes a topic: metadata record first, then the logs. A crash in
-    /// between leaves orphan directories that the next start removes.
-    pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
-        let _guard = self.lock_topic_changes();
+    /// Deletes a topic: the metadata record first; every broker then removes
+    /// its partitions. A crash in between leaves orphan directories that the
+    /// next start removes.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        let _guard = self.topic_changes.lock().await;
         if !self.image().topics.contains_key(name) {
             return Err(TopicError::Unknown(name.to_string()));
         }
         self.commit(vec![MetadataRecord::TopicDeleted {
             name: name.to_string(),
-        }])?;
-        let removed: Vec<Arc<Partition>> = {
-            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<PartitionKey> = map.keys().filter(|(t, _)| t == name).cloned().collect();
-            keys.iter().filter_map(|k| map.remove(k)).collect()
-        };
-        for p in removed {
-            self.metrics.forget_partition(&p.topic, p.index);
-            let dir = self.partition_dir(&p.topic, p.index);
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition's directory; the next start removes it");
-            }
-        }
+        }])
+        .await?;
         self.metrics.forget_topic(name);
         tracing::info!(topic = name, "topic deleted");
         Ok(())
@@ -389,19 +495,24 @@ impl Broker {
         Ok(topic.clone())
     }
 
-    pub fn create_partitions(&self, name: &str, count: i32) -> Result<(), TopicError> {
-        let _guard = self.lock_topic_changes();
+    pub async fn create_partitions(&self, name: &str, count: i32) -> Result<(), TopicError> {
+        let _guard = self.topic_changes.lock().await;
         let before = self.validate_create_partitions(name, count)?;
-        let image = self.commit(vec![MetadataRecord::PartitionsAdded {
+        let image = self.image();
+        let rf = before.replicas(0).len().max(1) as i32;
+        let start = before.partitions as usize;
+        let assignments = plan_replica_placement(
+            &self.placement_brokers(&image),
+            count - before.partitions,
+            rf,
+            start,
+        )?;
+        self.commit(vec![MetadataRecord::PartitionsAdded {
             name: name.to_string(),
             partitions: count,
-        }])?;
-        let topic = image
-            .topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        self.open_partitions(&topic, before.partitions)?;
+            assignments,
+        }])
+        .await?;
         tracing::info!(
             topic = name,
             from = before.partitions,
@@ -411,57 +522,48 @@ impl Broker {
         Ok(())
     }
 
-    /// Replaces a topic's overrides (after validating each) and applies the
-    /// resulting log settings to its partitions.
-    pub fn replace_topic_configs(
+    /// Replaces a topic's overrides (after validating each); every broker
+    /// applies the resulting log settings to its partitions.
+    pub async fn replace_topic_configs(
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let _guard = self.lock_topic_changes();
-        if !self.image().topics.contains_key(name) {
-            return Err(TopicError::Unknown(name.to_string()));
-        }
+        let _guard = self.topic_changes.lock().await;
+        let image = self.image();
+        let topic = image
+            .topics
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         for (k, v) in &configs {
             topic_config::validate_entry(k, v)?;
         }
-        if let Some(min_isr) = configs
-            .get("min.insync.replicas")
-            .and_then(|v| v.parse::<i32>().ok())
-            && min_isr > 1
-        {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "min.insync.replicas {min_isr} is larger than the replication factor 1"
-            )));
-        }
+        check_min_isr(&configs, topic.replicas(0).len().max(1) as i32)?;
         if validate_only {
             return Ok(());
         }
-        let image = self.commit(vec![MetadataRecord::TopicConfigsReplaced {
+        self.commit(vec![MetadataRecord::TopicConfigsReplaced {
             name: name.to_string(),
             configs,
-        }])?;
-        if let Some(topic) = image.topics.get(name) {
-            let log_config = self.topic_configs(topic).log_config();
-            for index in 0..topic.partitions {
-                if let Some(p) = self.partition(name, index) {
-                    p.log().set_config(log_config.clone());
-                }
-            }
-        }
+        }])
+        .await?;
         Ok(())
     }
 
     /// A producer id never handed out before, also across restarts: ids are
     /// reserved in blocks through the metadata store.
-    pub fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+    pub async fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
         const BLOCK: i64 = 1000;
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let up_to = ids.0 + BLOCK;
-            self.commit(vec![MetadataRecord::ProducerIdsReserved { up_to }])?;
-            ids.1 = up_to;
+            // Continue after every block reserved so far, by any broker.
+            let from = ids.0.max(self.image().producer_ids_reserved_up_to);
+            let up_to = from + BLOCK;
+            self.store
+                .commit(vec![MetadataRecord::ProducerIdsReserved { up_to }])
+                .await?;
+            *ids = (from, up_to);
         }
         ids.0 += 1;
         Ok(ids.0 - 1)
@@ -576,6 +678,19 @@ impl Broker {
             }
         }
         tracing::info!(clean, "data directory closed");
+    }
+}
+
+/// min.insync.replicas may not exceed the replication factor.
+fn check_min_isr(configs: &BTreeMap<String, String>, rf: i32) -> Result<(), TopicError> {
+    match configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        Some(min_isr) if min_isr > rf => Err(TopicError::InvalidReplicationFactor(format!(
+            "min.insync.replicas {min_isr} is larger than the replication factor {rf}"
+        ))),
+        _ => Ok(()),
     }
 }
 

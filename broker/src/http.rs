@@ -42,12 +42,14 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let body = match state.ctx.get() {
         Some(ctx) => {
-            let lags: Vec<_> = ctx
-                .groups
-                .group_ids()
-                .iter()
-                .filter_map(|g| ctx.groups.lag(g))
-                .collect();
+            let lags: Vec<_> = match &ctx.groups {
+                Some(groups) => groups
+                    .group_ids()
+                    .iter()
+                    .filter_map(|g| groups.lag(g))
+                    .collect(),
+                None => Vec::new(),
+            };
             ctx.broker.metrics.set_group_lags(&lags);
             ctx.broker.metrics.render()
         }
@@ -66,7 +68,24 @@ async fn group_lag(State(state): State<HttpState>, Path(group): Path<String>) ->
     let Some(ctx) = state.ctx.get() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     };
-    match ctx.groups.lag(&group) {
+    let Some(groups) = &ctx.groups else {
+        let coordinator = ctx
+            .broker
+            .image()
+            .topics
+            .get(crate::group::offsets::OFFSETS_TOPIC)
+            .map(|t| t.leader(0));
+        let message = format!(
+            "groups are coordinated by broker {}; ask its HTTP endpoint",
+            coordinator.unwrap_or(-1)
+        );
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response();
+    };
+    match groups.lag(&group) {
         Some(lag) => Json(lag).into_response(),
         None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("group '{group}' has no members and no committed offsets")})))
             .into_response(),

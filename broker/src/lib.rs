@@ -31,11 +31,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::broker::{Broker, StartError};
+use crate::broker::{Broker, DataDir, StartError, TopicError};
 use crate::config::BrokerConfig;
 use crate::group::coordinator::GroupCoordinator;
+use crate::group::offsets::OFFSETS_TOPIC;
 use crate::handlers::Context;
 use crate::log::FsyncPolicy;
+use crate::metadata::local::LocalStore;
+use crate::metadata::{MetadataRecord, MetadataStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -80,101 +83,68 @@ impl Running {
     }
 }
 
-/// Starts a broker: HTTP first (live, not ready), then recovery, then the
-/// Kafka listener; ready once both are up.
+/// Starts a broker, in order: HTTP (live, not ready); the Kafka and admin
+/// listeners; the data directory; the metadata store; the partitions; this
+/// broker's registration; the internal offsets topic and, where its
+/// partition lives, the group coordinator; then the Kafka listener serves
+/// and the broker is ready.
 pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
-    let http_listener = TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|source| RunError::Bind {
-            flag: "--http-listen",
-            addr: config.http_listen,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| RunError::Bind {
-            flag: "--http-listen",
-            addr: config.http_listen,
-            source,
-        })?;
+    let bind = |flag: &'static str, addr: SocketAddr| async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { flag, addr, source })?;
+        let local =
+            listener
+                .local_addr()
+                .map_err(|source| RunError::Bind { flag, addr, source })?;
+        Ok::<_, RunError>((listener, local))
+    };
+    let (http_listener, http_addr) = bind("--http-listen", config.http_listen).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let (stopping, stopping_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let ctx_cell: Arc<std::sync::OnceLock<Arc<Context>>> = Arc::new(std::sync::OnceLock::new());
     let http_state = http::HttpState {
-        ctx: Arc::new(std::sync::OnceLock::new()),
+        ctx: ctx_cell.clone(),
         ready: ready.clone(),
     };
     {
-        let state = http_state.clone();
         let mut rx = stopping_rx.clone();
         tasks.spawn(async move {
             let shutdown = async move { stopped(&mut rx).await };
-            if let Err(e) = http::serve(http_listener, state, shutdown).await {
+            if let Err(e) = http::serve(http_listener, http_state, shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
     }
     tracing::info!(%http_addr, "HTTP endpoint up (/livez, /readyz, /metrics)");
 
-    let listen = config.listen;
-    let admin_listen = config.admin_listen;
-    let advertised = config.advertised_address.clone();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+    let (listener, kafka_addr) = bind("--listen", config.listen).await?;
+    let (admin_listener, admin_addr) = bind("--admin-listen", config.admin_listen).await?;
+    let (host, port) = config
+        .advertised_address
+        .clone()
+        .unwrap_or_else(|| (kafka_addr.ip().to_string(), kafka_addr.port()));
+
+    let data_dir = config.data_dir.clone();
+    let node_id = config.node_id;
+    let data = tokio::task::spawn_blocking(move || DataDir::open(&data_dir))
         .await
         .map_err(|e| RunError::StartTask(e.to_string()))??;
-    let broker = Arc::new(broker);
-    let groups = {
-        let b = broker.clone();
-        let (group_config, retention) = (b.config.groups.clone(), b.config.offsets_retention_ms);
-        tokio::task::spawn_blocking(move || GroupCoordinator::open(b, group_config, retention))
+    let meta_dir = config.data_dir.join(broker::METADATA_DIR);
+    let store: Arc<dyn MetadataStore> = Arc::new(
+        tokio::task::spawn_blocking(move || LocalStore::open(&meta_dir, node_id))
             .await
             .map_err(|e| RunError::StartTask(e.to_string()))?
-            .map_err(RunError::LoadOffsets)?
-    };
-    let ctx = Arc::new(Context {
-        broker: broker.clone(),
-        groups: Arc::new(groups),
-    });
-    let _ = http_state.ctx.set(ctx.clone());
-
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| RunError::Bind {
-            flag: "--listen",
-            addr: listen,
-            source,
-        })?;
-    let kafka_addr = listener.local_addr().map_err(|source| RunError::Bind {
-        flag: "--listen",
-        addr: listen,
-        source,
-    })?;
-    let (host, port) =
-        advertised.unwrap_or_else(|| (kafka_addr.ip().to_string(), kafka_addr.port()));
-    broker.set_advertised(host.clone(), port);
-    tasks.spawn(server::serve(ctx.clone(), listener, stopping_rx.clone()));
-    let admin_listener =
-        TcpListener::bind(admin_listen)
-            .await
-            .map_err(|source| RunError::Bind {
-                flag: "--admin-listen",
-                addr: admin_listen,
-                source,
-            })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| RunError::Bind {
-            flag: "--admin-listen",
-            addr: admin_listen,
-            source,
-        })?;
+            .map_err(StartError::LoadMetadata)?,
+    );
     {
-        let ctx = ctx.clone();
+        let cell = ctx_cell.clone();
         let mut rx = stopping_rx.clone();
         tasks.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(admin_listener);
             let served = tonic::transport::Server::builder()
-                .add_service(admin::server(ctx))
+                .add_service(admin::server(cell))
                 .serve_with_incoming_shutdown(incoming, async move { stopped(&mut rx).await })
                 .await;
             if let Err(e) = served {
@@ -182,10 +152,25 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
             }
         });
     }
+    tracing::info!(%admin_addr, "admin API up");
+
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, data, store))
+        .await
+        .map_err(|e| RunError::StartTask(e.to_string()))??;
+    let broker = Arc::new(broker);
+    broker.set_advertised(host.clone(), port);
+    register(&broker, &host, port).await?;
+    let groups = open_group_coordinator(&broker).await?;
+    let ctx = Arc::new(Context {
+        broker: broker.clone(),
+        groups,
+    });
+    let _ = ctx_cell.set(ctx.clone());
+
+    tasks.spawn(server::serve(ctx.clone(), listener, stopping_rx.clone()));
     spawn_background(&mut tasks, &ctx, &stopping_rx);
     ready.store(true, Ordering::Release);
-    tracing::info!(%admin_addr, "admin API up");
-    tracing::info!(%kafka_addr, advertised = %format!("{host}:{port}"), node_id = broker.node_id(), "Kafka listener up; broker ready");
+    tracing::info!(%kafka_addr, advertised = %format!("{host}:{port}"), node_id, "Kafka listener up; broker ready");
     Ok(Running {
         ctx,
         kafka_addr,
@@ -194,6 +179,63 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
         stopping,
         tasks,
     })
+}
+
+/// Records this broker's advertised address in the metadata when it is new or changed.
+async fn register(broker: &Broker, host: &str, port: u16) -> Result<(), RunError> {
+    let me = broker.node_id();
+    let current = broker.image().brokers.get(&me).cloned();
+    if current.is_some_and(|b| b.host == host && b.port == port) {
+        return Ok(());
+    }
+    let record = MetadataRecord::BrokerRegistered {
+        id: me,
+        host: host.to_string(),
+        port,
+        rack: None,
+    };
+    broker
+        .store()
+        .commit(vec![record])
+        .await
+        .map_err(StartError::LoadMetadata)?;
+    Ok(())
+}
+
+/// Creates the internal offsets topic if nobody has; where its partition
+/// lives, opens the group coordinator (elsewhere group requests are told
+/// NOT_COORDINATOR and FindCoordinator points clients to it).
+async fn open_group_coordinator(
+    broker: &Arc<Broker>,
+) -> Result<Option<Arc<GroupCoordinator>>, RunError> {
+    let configs = [
+        ("segment.bytes".to_string(), (16 << 20).to_string()),
+        ("retention.ms".to_string(), "-1".to_string()),
+    ]
+    .into();
+    match broker.create_topic(OFFSETS_TOPIC, 1, 1, configs).await {
+        Ok(_) | Err(TopicError::AlreadyExists(_)) => {}
+        Err(e) => {
+            return Err(RunError::LoadOffsets(
+                crate::group::offsets::OffsetError::Replay {
+                    offset: 0,
+                    reason: e.to_string(),
+                },
+            ));
+        }
+    }
+    let Some(partition) = broker.partition(OFFSETS_TOPIC, 0) else {
+        return Ok(None);
+    };
+    let b = broker.clone();
+    let (config, retention) = (b.config.groups.clone(), b.config.offsets_retention_ms);
+    let groups = tokio::task::spawn_blocking(move || {
+        GroupCoordinator::open(b, partition, config, retention)
+    })
+    .await
+    .map_err(|e| RunError::StartTask(e.to_string()))?
+    .map_err(RunError::LoadOffsets)?;
+    Ok(Some(Arc::new(groups)))
 }
 
 /// Retention, offsets compaction and expiry, group timers and, with
@@ -226,15 +268,43 @@ fn spawn_background(
                 b.snapshot_producers();
             })
             .await;
-            ctx.groups.expire_offsets().await;
-            if let Err(e) = ctx.groups.offsets.compact(10_000).await {
-                tracing::error!(error = %e, "compacting committed offsets failed");
+            if let Some(groups) = &ctx.groups {
+                groups.expire_offsets().await;
+                if let Err(e) = groups.offsets.compact(10_000).await {
+                    tracing::error!(error = %e, "compacting committed offsets failed");
+                }
             }
         })
     }));
     tasks.spawn(every(Duration::from_millis(100), |ctx| {
-        Box::pin(async move { ctx.groups.tick() })
+        Box::pin(async move {
+            if let Some(groups) = &ctx.groups {
+                groups.tick();
+            }
+        })
     }));
+    // Metadata committed anywhere in the cluster reaches this broker's partitions.
+    {
+        let broker = ctx.broker.clone();
+        let mut images = broker.store().subscribe();
+        let mut stopping = stopping.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = images.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let image = images.borrow_and_update().clone();
+                        if let Err(e) = broker.reconcile_partitions(&image, false) {
+                            tracing::error!(error = %e, "opening partitions assigned here failed");
+                        }
+                    }
+                    _ = stopped(&mut stopping) => return,
+                }
+            }
+        });
+    }
     if let FsyncPolicy::Interval(period) = config.log_defaults.fsync {
         tasks.spawn(every(period, |ctx| {
             Box::pin(async move {

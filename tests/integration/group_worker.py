@@ -43,7 +43,10 @@ def main() -> None:
                 continue
             out.write(b"%d %d %s\n" % (msg.partition(), msg.offset(), msg.value()))
             try:
-                consumer.commit(message=msg, asynchronous=False)
+                # Per-partition errors come back in the result, not as an exception.
+                for tp in consumer.commit(message=msg, asynchronous=False) or []:
+                    if tp.error is not None:
+                        print(f"commit of {tp.partition}@{tp.offset} failed: {tp.error}", file=sys.stderr, flush=True)
             except KafkaException as e:
                 # A rebalance took the partition away: the record is re-read by its new owner.
                 print(f"commit failed: {e}", file=sys.stderr, flush=True)

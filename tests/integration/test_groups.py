@@ -40,7 +40,6 @@ def test_members_share_partitions_and_a_killed_members_work_moves_on(group_broke
     b = group_broker.bootstrap
     topic, group = unique_topic(), unique_topic("g")
     create_topic(b, topic, PARTITIONS)
-    first = produce_ok(b, topic, keyed_records(3000))
     workers = [Worker(b, group, topic, tmp_path / f"w{i}.out") for i in range(2)]
     try:
         owners = wait_until(lambda: stable_assignment(b, group, 2), 60, "a stable group of 2")
@@ -51,6 +50,8 @@ def test_members_share_partitions_and_a_killed_members_work_moves_on(group_broke
         assert sorted(p for parts in owners.values() for p in parts) == list(range(PARTITIONS))
         assert all(parts for parts in owners.values()), f"a member got nothing: {owners}"
 
+        # Records arrive once every member owns partitions, so each has work.
+        first = produce_ok(b, topic, keyed_records(3000))
         wait_until(lambda: len(workers[0].lines()) >= 100, 60, "the first member to make progress")
         workers[0].kill()
         second = produce_ok(b, topic, keyed_records(3000, start=3000))

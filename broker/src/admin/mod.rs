@@ -20,11 +20,20 @@ use crate::handlers::Context;
 use crate::metadata::TopicMeta;
 
 pub struct AdminService {
-    ctx: Arc<Context>,
+    /// Set once the broker is ready; until then every call is UNAVAILABLE.
+    ctx: Arc<std::sync::OnceLock<Arc<Context>>>,
 }
 
-pub fn server(ctx: Arc<Context>) -> AdminServer<AdminService> {
+pub fn server(ctx: Arc<std::sync::OnceLock<Arc<Context>>>) -> AdminServer<AdminService> {
     AdminServer::new(AdminService { ctx })
+}
+
+impl AdminService {
+    fn ctx(&self) -> Result<&Arc<Context>, Status> {
+        self.ctx
+            .get()
+            .ok_or_else(|| Status::unavailable("the broker is starting"))
+    }
 }
 
 /// gRPC status for a topic operation that failed.
@@ -43,7 +52,7 @@ fn status(e: TopicError) -> Status {
 }
 
 fn check_broker(broker: &Broker, id: i32) -> Result<(), Status> {
-    if id == broker.node_id() {
+    if broker.image().brokers.contains_key(&id) || id == broker.node_id() {
         Ok(())
     } else {
         Err(Status::not_found(format!(
@@ -52,32 +61,38 @@ fn check_broker(broker: &Broker, id: i32) -> Result<(), Status> {
     }
 }
 
-/// The state of every partition of `topic` as this node sees it.
+/// The state of every partition of `topic`. Offsets are known for the
+/// partitions hosted by the answering broker; elsewhere they are -1.
 fn partition_states(broker: &Broker, topic: &TopicMeta) -> Vec<PartitionState> {
-    let me = broker.node_id();
     let min_isr = broker.topic_configs(topic).min_insync_replicas();
     (0..topic.partitions)
-        .filter_map(|index| {
-            let p = broker.partition(&topic.name, index)?;
-            let (start, end) = {
-                let log = p.log();
-                (log.log_start_offset(), log.log_end_offset())
+        .map(|index| {
+            let replicas = topic.replicas(index).to_vec();
+            let leader = topic.leader(index);
+            let (start, end) = match broker.partition(&topic.name, index) {
+                Some(p) => {
+                    let log = p.log();
+                    (log.log_start_offset(), log.log_end_offset())
+                }
+                None => (-1, -1),
             };
-            Some(PartitionState {
+            // Until replication is wired every replica set has one member, in sync.
+            let isr = replicas.clone();
+            PartitionState {
                 topic: topic.name.clone(),
                 partition: index,
-                leader: me,
+                leader,
                 leader_epoch: 0,
-                replicas: vec![me],
-                isr: vec![me],
+                under_replicated: isr.len() < replicas.len(),
+                under_min_isr: (isr.len() as i32) < min_isr,
+                offline: leader < 0,
+                replicas,
+                isr,
                 high_watermark: end,
                 log_end_offset: end,
                 log_start_offset: start,
                 min_insync_replicas: min_isr,
-                under_replicated: false,
-                under_min_isr: 1 < min_isr,
-                offline: false,
-            })
+            }
         })
         .collect()
 }
@@ -88,7 +103,7 @@ fn describe_topic(broker: &Broker, topic: &TopicMeta) -> TopicDescription {
         name: topic.name.clone(),
         topic_id: topic.topic_id.to_string(),
         partitions: topic.partitions,
-        replication_factor: 1,
+        replication_factor: topic.replicas(0).len() as i32,
         min_insync_replicas: broker.topic_configs(topic).min_insync_replicas(),
         configs: topic.configs.clone().into_iter().collect(),
         under_replicated_partitions: states.iter().filter(|s| s.under_replicated).count() as i32,
@@ -122,25 +137,30 @@ impl Admin for AdminService {
         &self,
         _: Request<DescribeClusterRequest>,
     ) -> Result<Response<DescribeClusterResponse>, Status> {
-        let b = &self.ctx.broker;
-        let (host, port) = b.advertised();
-        let me = b.node_id();
-        Ok(Response::new(DescribeClusterResponse {
-            cluster_id: b.image().cluster_id.clone(),
-            controller_id: me,
-            brokers: vec![tideway_admin_api::v1::Broker {
-                id: me,
-                host,
-                port: port as i32,
-                rack: String::new(),
+        let b = &self.ctx()?.broker;
+        let image = b.image();
+        let quorum = b.store().quorum();
+        let brokers = image
+            .brokers
+            .values()
+            .map(|m| tideway_admin_api::v1::Broker {
+                id: m.id,
+                host: m.host.clone(),
+                port: i32::from(m.port),
+                rack: m.rack.clone().unwrap_or_default(),
                 alive: true,
                 draining: false,
-            }],
+            })
+            .collect();
+        Ok(Response::new(DescribeClusterResponse {
+            cluster_id: image.cluster_id.clone(),
+            controller_id: quorum.leader.unwrap_or(-1),
+            brokers,
             quorum: Some(QuorumHealth {
-                voters: vec![me],
-                reachable_voters: vec![me],
-                has_leader: true,
-                committed_index: 0,
+                voters: quorum.voters,
+                reachable_voters: quorum.reachable,
+                has_leader: quorum.leader.is_some(),
+                committed_index: quorum.committed_index,
             }),
         }))
     }
@@ -150,7 +170,7 @@ impl Admin for AdminService {
         r: Request<DescribePartitionsRequest>,
     ) -> Result<Response<DescribePartitionsResponse>, Status> {
         let r = r.into_inner();
-        let b = &self.ctx.broker;
+        let b = &self.ctx()?.broker;
         let image = b.image();
         for t in &r.topics {
             if !image.topics.contains_key(t) {
@@ -173,7 +193,7 @@ impl Admin for AdminService {
         r: Request<RestartRiskRequest>,
     ) -> Result<Response<RestartRiskResponse>, Status> {
         let broker = r.into_inner().broker;
-        let b = &self.ctx.broker;
+        let b = &self.ctx()?.broker;
         check_broker(b, broker)?;
         let states: Vec<PartitionState> = b
             .image()
@@ -186,7 +206,7 @@ impl Admin for AdminService {
 
     async fn drain(&self, r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         let broker = r.into_inner().broker;
-        let b = &self.ctx.broker;
+        let b = &self.ctx()?.broker;
         check_broker(b, broker)?;
         // No other replica exists to take over: every leadership stays, and says why.
         let led: Vec<PartitionState> = b
@@ -210,7 +230,7 @@ impl Admin for AdminService {
         &self,
         r: Request<UndrainRequest>,
     ) -> Result<Response<UndrainResponse>, Status> {
-        check_broker(&self.ctx.broker, r.into_inner().broker)?;
+        check_broker(&self.ctx()?.broker, r.into_inner().broker)?;
         Ok(Response::new(UndrainResponse {}))
     }
 
@@ -222,7 +242,7 @@ impl Admin for AdminService {
         positive("partitions", r.partitions)?;
         positive("replication_factor", r.replication_factor)?;
         positive("min_insync_replicas", r.min_insync_replicas)?;
-        let b = &self.ctx.broker;
+        let b = &self.ctx()?.broker;
         let mut configs: BTreeMap<String, String> = r.configs.into_iter().collect();
         if r.min_insync_replicas > 0 {
             configs.insert(
@@ -238,6 +258,7 @@ impl Admin for AdminService {
         };
         let topic = b
             .create_topic(&r.name, partitions, rf, configs)
+            .await
             .map_err(status)?;
         Ok(Response::new(describe_topic(b, &topic)))
     }
@@ -250,7 +271,7 @@ impl Admin for AdminService {
         positive("partitions", r.partitions)?;
         positive("replication_factor", r.replication_factor)?;
         positive("min_insync_replicas", r.min_insync_replicas)?;
-        let b = &self.ctx.broker;
+        let b = &self.ctx()?.broker;
         let topic = topic_or_not_found(b, &r.name)?;
         if r.replication_factor > 1 {
             return Err(Status::failed_precondition(format!(
@@ -277,10 +298,13 @@ impl Admin for AdminService {
         }
         if configs != topic.configs {
             b.replace_topic_configs(&r.name, configs, false)
+                .await
                 .map_err(status)?;
         }
         if r.partitions > topic.partitions {
-            b.create_partitions(&r.name, r.partitions).map_err(status)?;
+            b.create_partitions(&r.name, r.partitions)
+                .await
+                .map_err(status)?;
         }
         let topic = topic_or_not_found(b, &r.name)?;
         Ok(Response::new(describe_topic(b, &topic)))
@@ -296,7 +320,11 @@ impl Admin for AdminService {
                 "topic '{name}' is internal and cannot be deleted"
             )));
         }
-        self.ctx.broker.delete_topic(&name).map_err(status)?;
+        self.ctx()?
+            .broker
+            .delete_topic(&name)
+            .await
+            .map_err(status)?;
         Ok(Response::new(DeleteTopicResponse {}))
     }
 
@@ -304,7 +332,7 @@ impl Admin for AdminService {
         &self,
         r: Request<DescribeTopicRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
-        let b = &self.ctx.broker;
+        let b = &self.ctx()?.broker;
         let topic = topic_or_not_found(b, &r.into_inner().name)?;
         Ok(Response::new(describe_topic(b, &topic)))
     }
@@ -313,7 +341,7 @@ impl Admin for AdminService {
         &self,
         _: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
-        let b = &self.ctx.broker;
+        let b = &self.ctx()?.broker;
         Ok(Response::new(ListTopicsResponse {
             topics: b
                 .image()
@@ -329,7 +357,7 @@ impl Admin for AdminService {
         r: Request<GroupLagRequest>,
     ) -> Result<Response<GroupLagResponse>, Status> {
         let group = r.into_inner().group;
-        let lag = self.ctx.groups.lag(&group).ok_or_else(|| {
+        let lag = self.ctx()?.coordinator().map_err(|_| Status::failed_precondition("this broker does not coordinate consumer groups; ask the leader of __consumer_offsets-0"))?.lag(&group).ok_or_else(|| {
             Status::not_found(format!(
                 "group '{group}' has no members and no committed offsets"
             ))

@@ -115,10 +115,11 @@ pub struct GroupCoordinator {
 impl GroupCoordinator {
     pub fn open(
         broker: Arc<Broker>,
+        partition: Arc<crate::broker::Partition>,
         config: GroupConfig,
         offsets_retention_ms: i64,
     ) -> Result<Self, OffsetError> {
-        let offsets = OffsetStore::open(broker.clone())?;
+        let offsets = OffsetStore::open(broker.clone(), partition)?;
         let mut inner = Inner::default();
         for g in offsets.groups() {
             inner.empty_since.insert(g, now_ms());

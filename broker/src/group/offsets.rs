@@ -60,30 +60,8 @@ pub struct OffsetStore {
 }
 
 impl OffsetStore {
-    /// Creates the internal topic if needed and replays it.
-    pub fn open(broker: Arc<Broker>) -> Result<Self, OffsetError> {
-        let partition = match broker.partition(OFFSETS_TOPIC, 0) {
-            Some(p) => p,
-            None => {
-                let configs = [
-                    ("segment.bytes".to_string(), (16 << 20).to_string()),
-                    ("retention.ms".to_string(), "-1".to_string()),
-                ]
-                .into();
-                broker
-                    .create_topic(OFFSETS_TOPIC, 1, 1, configs)
-                    .map_err(|e| OffsetError::Replay {
-                        offset: 0,
-                        reason: e.to_string(),
-                    })?;
-                broker
-                    .partition(OFFSETS_TOPIC, 0)
-                    .ok_or_else(|| OffsetError::Replay {
-                        offset: 0,
-                        reason: "internal topic missing after creation".into(),
-                    })?
-            }
-        };
+    /// Replays the internal topic's partition hosted here.
+    pub fn open(broker: Arc<Broker>, partition: Arc<Partition>) -> Result<Self, OffsetError> {
         let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
         let mut records = 0u64;
         let log = partition.log();

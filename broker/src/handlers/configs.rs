@@ -103,42 +103,39 @@ pub fn describe(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub fn incremental_alter(
+pub async fn incremental_alter(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|r| {
-            let reply = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let name = r.resource_name.as_str().to_string();
-            let result = match r.resource_type {
-                TOPIC => alter_topic(broker, &name, &r.configs, request.validate_only),
-                BROKER => Err((
-                    ResponseError::InvalidConfig.code(),
-                    "broker settings are command-line flags and cannot be changed at run time"
-                        .to_string(),
-                )),
-                other => Err((
-                    ResponseError::InvalidRequest.code(),
-                    format!("resource type {other} is not supported"),
-                )),
-            };
-            match result {
-                Ok(()) => reply,
-                Err((code, message)) => reply
-                    .with_error_code(code)
-                    .with_error_message(Some(str_bytes(message))),
-            }
-        })
-        .collect();
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for r in request.resources {
+        let reply = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        let name = r.resource_name.as_str().to_string();
+        let result = match r.resource_type {
+            TOPIC => alter_topic(broker, &name, &r.configs, request.validate_only).await,
+            BROKER => Err((
+                ResponseError::InvalidConfig.code(),
+                "broker settings are command-line flags and cannot be changed at run time"
+                    .to_string(),
+            )),
+            other => Err((
+                ResponseError::InvalidRequest.code(),
+                format!("resource type {other} is not supported"),
+            )),
+        };
+        responses.push(match result {
+            Ok(()) => reply,
+            Err((code, message)) => reply
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(message))),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn alter_topic(
+async fn alter_topic(
     broker: &Broker,
     name: &str,
     changes: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
@@ -181,5 +178,6 @@ fn alter_topic(
     }
     broker
         .replace_topic_configs(name, configs, validate_only)
+        .await
         .map_err(|e| (topic_error_code(&e), e.to_string()))
 }

@@ -70,16 +70,22 @@ fn read_once(
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let reply = PartitionData::default().with_partition_index(p.partition);
-            let partition = meta.and_then(|m| broker.partition(&m.name, p.partition));
-            let Some(partition) = partition else {
-                has_error = true;
-                partitions.push(
-                    reply
-                        .with_error_code(unknown_code.code())
-                        .with_high_watermark(-1)
-                        .with_records(Some(Bytes::new())),
-                );
-                continue;
+            let partition = match meta {
+                Some(m) => super::hosted(broker, &m.name, p.partition).map_err(|e| e.code()),
+                None => Err(unknown_code.code()),
+            };
+            let partition = match partition {
+                Ok(partition) => partition,
+                Err(code) => {
+                    has_error = true;
+                    partitions.push(
+                        reply
+                            .with_error_code(code)
+                            .with_high_watermark(-1)
+                            .with_records(Some(Bytes::new())),
+                    );
+                    continue;
+                }
             };
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
             let log = partition.log();

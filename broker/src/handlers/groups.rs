@@ -42,10 +42,24 @@ pub fn find_coordinator(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = ctx.broker.advertised();
-    let node = BrokerId(ctx.broker.node_id());
+    // The coordinator is the broker leading the offsets partition.
+    let image = ctx.broker.image();
+    let coordinator = image
+        .topics
+        .get(crate::group::offsets::OFFSETS_TOPIC)
+        .map(|t| t.leader(0))
+        .and_then(|id| image.brokers.get(&id));
+    let (node, host, port) = match coordinator {
+        Some(b) => (BrokerId(b.id), b.host.clone(), b.port),
+        None => (BrokerId(-1), String::new(), 0),
+    };
     let answer = |key: &str| -> (i16, Option<String>) {
-        if request.key_type != GROUP_KEY {
+        if coordinator.is_none() {
+            (
+                code(ResponseError::CoordinatorNotAvailable),
+                Some("the offsets topic has no leader yet".into()),
+            )
+        } else if request.key_type != GROUP_KEY {
             (
                 code(ResponseError::TransactionalIdAuthorizationFailed),
                 Some("transactions are not supported".into()),
@@ -127,7 +141,15 @@ pub async fn join_group(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let result = ctx.groups.join(r.group_id.as_str(), req).await;
+    let groups = match ctx.coordinator() {
+        Ok(g) => g,
+        Err(e) => {
+            return JoinGroupResponse::default()
+                .with_error_code(e.code())
+                .with_generation_id(-1);
+        }
+    };
+    let result = groups.join(r.group_id.as_str(), req).await;
     let members = result
         .members
         .into_iter()
@@ -162,8 +184,11 @@ pub async fn sync_group(ctx: &Context, r: SyncGroupRequest, version: i16) -> Syn
         .iter()
         .map(|a| (a.member_id.as_str().to_string(), a.assignment.clone()))
         .collect();
-    let result = ctx
-        .groups
+    let groups = match ctx.coordinator() {
+        Ok(g) => g,
+        Err(e) => return SyncGroupResponse::default().with_error_code(e.code()),
+    };
+    let result = groups
         .sync(
             r.group_id.as_str(),
             r.generation_id,
@@ -187,7 +212,11 @@ pub async fn sync_group(ctx: &Context, r: SyncGroupRequest, version: i16) -> Syn
 }
 
 pub fn heartbeat(ctx: &Context, r: HeartbeatRequest) -> HeartbeatResponse {
-    let e = ctx.groups.heartbeat(
+    let groups = match ctx.coordinator() {
+        Ok(g) => g,
+        Err(e) => return HeartbeatResponse::default().with_error_code(e.code()),
+    };
+    let e = groups.heartbeat(
         r.group_id.as_str(),
         r.generation_id,
         r.member_id.as_str(),
@@ -211,7 +240,11 @@ pub fn leave_group(ctx: &Context, r: LeaveGroupRequest, version: i16) -> LeaveGr
             })
             .collect()
     };
-    let codes = ctx.groups.leave(r.group_id.as_str(), &members);
+    let groups = match ctx.coordinator() {
+        Ok(g) => g,
+        Err(e) => return LeaveGroupResponse::default().with_error_code(e.code()),
+    };
+    let codes = groups.leave(r.group_id.as_str(), &members);
     if version < 3 {
         return LeaveGroupResponse::default()
             .with_error_code(codes.first().map_or(0, |c| c.code()));
@@ -238,7 +271,14 @@ pub fn describe_groups(
         .groups
         .into_iter()
         .map(|id| {
-            let d = ctx.groups.describe(id.as_str());
+            let d = match ctx.coordinator() {
+                Ok(groups) => groups.describe(id.as_str()),
+                Err(e) => {
+                    return DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_error_code(e.code());
+                }
+            };
             let members = d
                 .members
                 .into_iter()
@@ -280,9 +320,9 @@ pub fn list_groups(ctx: &Context, r: ListGroupsRequest, version: i16) -> ListGro
         .iter()
         .map(|s| s.as_str().to_lowercase())
         .collect();
-    let groups = ctx
-        .groups
-        .list()
+    // Only the coordinator knows groups; elsewhere the list is empty.
+    let listed = ctx.groups.as_ref().map(|g| g.list()).unwrap_or_default();
+    let groups = listed
         .into_iter()
         .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
@@ -301,7 +341,10 @@ pub fn list_groups(ctx: &Context, r: ListGroupsRequest, version: i16) -> ListGro
 pub async fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(r.groups_names.len());
     for id in r.groups_names {
-        let e = ctx.groups.delete_group(id.as_str()).await;
+        let e = match ctx.coordinator() {
+            Ok(groups) => groups.delete_group(id.as_str()).await,
+            Err(e) => e,
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)

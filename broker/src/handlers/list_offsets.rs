@@ -34,11 +34,11 @@ pub fn handle(
                 .map(|p| {
                     let reply = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let Some(partition) = broker.partition(topic.name.as_str(), p.partition_index)
-                    else {
-                        return reply
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
+                    let partition =
+                        match super::hosted(broker, topic.name.as_str(), p.partition_index) {
+                            Ok(partition) => partition,
+                            Err(code) => return reply.with_error_code(code.code()),
+                        };
                     let log = partition.log();
                     let found = match p.timestamp {
                         LATEST => Ok(Some(TimestampOffset {

@@ -1,5 +1,6 @@
-//! Metadata: brokers, and topics with their partitions; auto-creates
-//! requested topics when the broker allows it and the client asks for it.
+//! Metadata: the cluster's brokers, and topics with their partitions'
+//! leaders and replicas; auto-creates requested topics when the broker
+//! allows it and the client asks for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,51 +15,54 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::{Broker, TopicError};
-use crate::metadata::TopicMeta;
+use crate::metadata::{MetadataImage, TopicMeta};
 use crate::server::errors::topic_error_code;
 
-pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let image = broker.image();
-    let (host, port) = broker.advertised();
-    let node = BrokerId(broker.node_id());
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     // v0 asks for every topic with an empty list; later versions with null.
     let requested: Option<Vec<_>> = match request.topics {
         Some(t) if version == 0 && t.is_empty() => None,
         other => other,
     };
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
-    let topics = match requested {
-        None => image
-            .topics
-            .values()
-            .map(|t| topic_entry(broker, t, version))
-            .collect(),
-        Some(requested) => requested
-            .into_iter()
-            .map(|r| match r.name {
-                Some(name) => match image.topics.get(name.as_str()) {
-                    Some(t) => topic_entry(broker, t, version),
-                    None => missing_topic(broker, name, allow_auto_create, version),
-                },
-                None => match image.topic_by_id(r.topic_id) {
-                    Some(t) => topic_entry(broker, t, version),
-                    None => MetadataResponseTopic::default()
-                        .with_topic_id(r.topic_id)
-                        .with_error_code(ResponseError::UnknownTopicId.code()),
-                },
-            })
-            .collect(),
-    };
+    let mut topics = Vec::new();
+    match requested {
+        None => topics.extend(
+            broker
+                .image()
+                .topics
+                .values()
+                .map(|t| topic_entry(t, version)),
+        ),
+        Some(requested) => {
+            for r in requested {
+                let image = broker.image();
+                topics.push(match r.name {
+                    Some(name) => match image.topics.get(name.as_str()) {
+                        Some(t) => topic_entry(t, version),
+                        None => missing_topic(broker, name, allow_auto_create, version).await,
+                    },
+                    None => match image.topic_by_id(r.topic_id) {
+                        Some(t) => topic_entry(t, version),
+                        None => MetadataResponseTopic::default()
+                            .with_topic_id(r.topic_id)
+                            .with_error_code(ResponseError::UnknownTopicId.code()),
+                    },
+                });
+            }
+        }
+    }
+    let image = broker.image();
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(node)
-                .with_host(str_bytes(host))
-                .with_port(port as i32),
-        ])
+        .with_brokers(brokers(broker, &image, version))
         .with_topics(topics);
     if version >= 1 {
-        response = response.with_controller_id(node);
+        let controller = broker.store().quorum().leader.unwrap_or(-1);
+        response = response.with_controller_id(BrokerId(controller));
     }
     if version >= 2 {
         response = response.with_cluster_id(Some(str_bytes(image.cluster_id.clone())));
@@ -66,7 +70,36 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> M
     response
 }
 
-fn missing_topic(
+/// Every registered broker; this one alone before it has registered.
+fn brokers(broker: &Broker, image: &MetadataImage, version: i16) -> Vec<MetadataResponseBroker> {
+    if image.brokers.is_empty() {
+        let (host, port) = broker.advertised();
+        return vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.node_id()))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port)),
+        ];
+    }
+    image
+        .brokers
+        .values()
+        .map(|b| {
+            let entry = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(i32::from(b.port));
+            // rack exists from v1.
+            if version >= 1 {
+                entry.with_rack(b.rack.clone().map(str_bytes))
+            } else {
+                entry
+            }
+        })
+        .collect()
+}
+
+async fn missing_topic(
     broker: &Arc<Broker>,
     name: TopicName,
     allow_auto_create: bool,
@@ -80,11 +113,14 @@ fn missing_topic(
     if !(allow_auto_create && broker.config.auto_create_topics) {
         return unknown();
     }
-    match broker.create_topic(name.as_str(), -1, -1, BTreeMap::new()) {
-        Ok(t) => topic_entry(broker, &t, version),
+    match broker
+        .create_topic(name.as_str(), -1, -1, BTreeMap::new())
+        .await
+    {
+        Ok(t) => topic_entry(&t, version),
         // Another request created it first.
         Err(TopicError::AlreadyExists(_)) => match broker.image().topics.get(name.as_str()) {
-            Some(t) => topic_entry(broker, t, version),
+            Some(t) => topic_entry(t, version),
             None => unknown(),
         },
         Err(e) => {
@@ -97,16 +133,23 @@ fn missing_topic(
 }
 
 /// One topic, with only the fields `version` has.
-fn topic_entry(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id());
+fn topic_entry(topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|i| {
+            let replicas: Vec<BrokerId> = topic.replicas(i).iter().map(|&b| BrokerId(b)).collect();
+            let leader = topic.leader(i);
             MetadataResponsePartition::default()
                 .with_partition_index(i)
-                .with_leader_id(node)
+                .with_error_code(if leader < 0 {
+                    ResponseError::LeaderNotAvailable.code()
+                } else {
+                    0
+                })
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                // Until replication is wired, every replica set is its leader alone and in sync.
+                .with_isr_nodes(replicas.clone())
+                .with_replica_nodes(replicas)
         })
         .collect();
     let entry = MetadataResponseTopic::default()

@@ -25,7 +25,17 @@ use crate::group::coordinator::GroupCoordinator;
 /// What every handler may use.
 pub struct Context {
     pub broker: Arc<Broker>,
-    pub groups: Arc<GroupCoordinator>,
+    /// The group coordinator, on the broker that hosts the offsets partition.
+    pub groups: Option<Arc<GroupCoordinator>>,
+}
+
+impl Context {
+    /// The coordinator, or NOT_COORDINATOR for group requests sent here.
+    pub fn coordinator(&self) -> Result<&Arc<GroupCoordinator>, kafka_protocol::ResponseError> {
+        self.groups
+            .as_ref()
+            .ok_or(kafka_protocol::ResponseError::NotCoordinator)
+    }
 }
 
 /// Routes a decoded request; `None` means no response is sent (acks=0).
@@ -40,7 +50,7 @@ pub async fn handle(
     let broker = &ctx.broker;
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v).await),
         RequestKind::Produce(r) => {
             return produce::handle(broker, r, v)
                 .await
@@ -51,19 +61,19 @@ pub async fn handle(
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, v))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(topics::create_topics(broker, r, v))
+            ResponseKind::CreateTopics(topics::create_topics(broker, r, v).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(topics::delete_topics(broker, r, v))
+            ResponseKind::DeleteTopics(topics::delete_topics(broker, r, v).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(topics::create_partitions(broker, r))
+            ResponseKind::CreatePartitions(topics::create_partitions(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe(broker, r, v))
         }
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r))
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r, v))
@@ -84,12 +94,36 @@ pub async fn handle(
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offsets::commit(ctx, r).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(ctx, r, v)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(ctx, r).await),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_ids::init(ctx, r)),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(producer_ids::init(ctx, r).await)
+        }
         other => {
             // Unreachable: dispatch rejects unadvertised APIs before decoding.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised API");
             return None;
         }
+    })
+}
+
+/// The partition if this broker hosts it; NOT_LEADER_OR_FOLLOWER when it
+/// exists elsewhere in the cluster, UNKNOWN_TOPIC_OR_PARTITION when not at all.
+pub(crate) fn hosted(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+) -> Result<Arc<crate::broker::Partition>, kafka_protocol::ResponseError> {
+    if let Some(p) = broker.partition(topic, index) {
+        return Ok(p);
+    }
+    let exists = broker
+        .image()
+        .topics
+        .get(topic)
+        .is_some_and(|t| (0..t.partitions).contains(&index));
+    Err(if exists {
+        kafka_protocol::ResponseError::NotLeaderOrFollower
+    } else {
+        kafka_protocol::ResponseError::UnknownTopicOrPartition
     })
 }
 

@@ -18,7 +18,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 
 use super::{Context, str_bytes};
 use crate::broker::now_ms;
-use crate::group::coordinator::MAX_OFFSET_METADATA;
+use crate::group::coordinator::{GroupCoordinator, MAX_OFFSET_METADATA};
 use crate::group::offsets::Committed;
 
 pub async fn commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -62,8 +62,10 @@ pub async fn commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitRespon
     }
     let group_error = if entries.is_empty() {
         None
-    } else {
-        ctx.groups
+    } else if let Err(e) = ctx.coordinator() {
+        Some(e)
+    } else if let Some(groups) = &ctx.groups {
+        groups
             .commit(
                 r.group_id.as_str(),
                 r.generation_id_or_member_epoch,
@@ -73,6 +75,8 @@ pub async fn commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitRespon
             )
             .await
             .err()
+    } else {
+        None
     };
     let topics = r
         .topics
@@ -105,7 +109,7 @@ type TopicOffsets = Vec<(TopicName, Vec<(i32, Option<Committed>)>)>;
 
 /// (topic, partition, committed) for the asked partitions, or all committed ones.
 fn fetch_group(
-    ctx: &Context,
+    groups: &GroupCoordinator,
     group: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
 ) -> TopicOffsets {
@@ -115,7 +119,7 @@ fn fetch_group(
             .map(|(name, parts)| {
                 let found = parts
                     .into_iter()
-                    .map(|p| (p, ctx.groups.offsets.get(group, name.as_str(), p)))
+                    .map(|p| (p, groups.offsets.get(group, name.as_str(), p)))
                     .collect();
                 (name, found)
             })
@@ -123,7 +127,7 @@ fn fetch_group(
         None => {
             let mut by_topic: std::collections::BTreeMap<String, Vec<(i32, Option<Committed>)>> =
                 Default::default();
-            for ((topic, p), c) in ctx.groups.offsets.group(group) {
+            for ((topic, p), c) in groups.offsets.group(group) {
                 by_topic.entry(topic).or_default().push((p, Some(c)));
             }
             by_topic
@@ -142,6 +146,19 @@ fn unpack(c: Option<Committed>) -> (i64, i32, String) {
 }
 
 pub fn fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let groups = match ctx.coordinator() {
+        Ok(g) => g,
+        Err(e) if version >= 8 => {
+            let answers = r.groups.into_iter().map(|g| {
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(e.code())
+            });
+            return OffsetFetchResponse::default().with_groups(answers.collect());
+        }
+        Err(e) if version >= 2 => return OffsetFetchResponse::default().with_error_code(e.code()),
+        Err(_) => return OffsetFetchResponse::default(),
+    };
     // No transactions, so no offset is ever pending: RequireStable needs no wait.
     if version >= 8 {
         let groups = r
@@ -153,7 +170,7 @@ pub fn fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> OffsetFetchR
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let topics = fetch_group(ctx, g.group_id.as_str(), asked)
+                let topics = fetch_group(groups, g.group_id.as_str(), asked)
                     .into_iter()
                     .map(|(name, parts)| {
                         let partitions = parts
@@ -184,7 +201,7 @@ pub fn fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> OffsetFetchR
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let topics = fetch_group(ctx, r.group_id.as_str(), asked)
+    let topics = fetch_group(groups, r.group_id.as_str(), asked)
         .into_iter()
         .map(|(name, parts)| {
             let partitions = parts
@@ -217,7 +234,11 @@ pub async fn delete(ctx: &Context, r: OffsetDeleteRequest) -> OffsetDeleteRespon
                 .map(|p| (t.name.as_str().to_string(), p.partition_index))
         })
         .collect();
-    let codes = match ctx.groups.delete_offsets(r.group_id.as_str(), asked).await {
+    let codes = match ctx.coordinator() {
+        Ok(groups) => groups.delete_offsets(r.group_id.as_str(), asked).await,
+        Err(e) => Err(e),
+    };
+    let codes = match codes {
         Ok(codes) => codes,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
     };

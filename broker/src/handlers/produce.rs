@@ -38,14 +38,28 @@ pub async fn handle(
                     .with_error_code(code.code())
                     .with_error_message(message(m))
             };
-            let partition = meta.and_then(|_| broker.partition(topic.name.as_str(), data.index));
-            let (Some(meta), Some(partition)) = (meta, partition) else {
-                partitions.push(fail(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("{}-{} is not hosted here", topic.name.as_str(), data.index),
-                ));
-                continue;
-            };
+            let (meta, partition) =
+                match (meta, super::hosted(broker, topic.name.as_str(), data.index)) {
+                    (Some(meta), Ok(partition)) => (meta, partition),
+                    (_, Err(code)) => {
+                        partitions.push(fail(
+                            code,
+                            format!(
+                                "{}-{} is not led by this broker",
+                                topic.name.as_str(),
+                                data.index
+                            ),
+                        ));
+                        continue;
+                    }
+                    (None, Ok(_)) => {
+                        partitions.push(fail(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("topic {} does not exist", topic.name.as_str()),
+                        ));
+                        continue;
+                    }
+                };
             if !matches!(acks, -1..=1) {
                 partitions.push(fail(
                     ResponseError::InvalidRequiredAcks,

@@ -9,7 +9,7 @@ use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 
 use super::Context;
 
-pub fn init(ctx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init(ctx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
     let reply = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -22,7 +22,7 @@ pub fn init(ctx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
             .with_producer_id(r.producer_id)
             .with_producer_epoch(r.producer_epoch + 1);
     }
-    match ctx.broker.allocate_producer_id() {
+    match ctx.broker.allocate_producer_id().await {
         Ok(id) => reply
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

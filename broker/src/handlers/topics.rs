@@ -24,20 +24,19 @@ use crate::broker::{Broker, TopicError};
 use crate::metadata::topic_config::KNOWN;
 use crate::server::errors::topic_error_code;
 
-pub fn create_topics(
+pub async fn create_topics(
     broker: &Arc<Broker>,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| create_one(broker, t, request.validate_only, version))
-        .collect();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        topics.push(create_one(broker, t, request.validate_only, version).await);
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-fn create_one(
+async fn create_one(
     broker: &Broker,
     topic: CreatableTopic,
     validate_only: bool,
@@ -54,20 +53,22 @@ fn create_one(
             configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
         }
     }
-    let planned = plan_partitions(broker, &topic).and_then(|(partitions, rf)| {
-        let partitions = broker.validate_create_topic(&name, partitions, rf, &configs)?;
-        if validate_only {
-            Ok((partitions, Uuid::nil()))
-        } else {
-            broker
+    let planned = match plan_partitions(broker, &topic) {
+        Err(e) => Err(e),
+        Ok((partitions, rf)) => match broker.validate_create_topic(&name, partitions, rf, &configs)
+        {
+            Err(e) => Err(e),
+            Ok((partitions, rf)) if validate_only => Ok((partitions, rf, Uuid::nil())),
+            Ok(_) => broker
                 .create_topic(&name, partitions, rf, configs)
-                .map(|t| (t.partitions, t.topic_id))
-        }
-    });
+                .await
+                .map(|t| (t.partitions, t.replicas(0).len() as i32, t.topic_id)),
+        },
+    };
     match planned {
         // v5+ describes the result, v7+ carries the topic id.
         Ok(_) if version < 5 => reply,
-        Ok((partitions, topic_id)) => {
+        Ok((partitions, rf, topic_id)) => {
             let image = broker.image();
             let overrides = image
                 .topics
@@ -91,7 +92,7 @@ fn create_one(
             reply
                 .with_topic_id(if version >= 7 { topic_id } else { Uuid::nil() })
                 .with_num_partitions(partitions)
-                .with_replication_factor(1)
+                .with_replication_factor(rf as i16)
                 .with_configs(Some(described))
         }
         Err(e) => reply
@@ -124,7 +125,7 @@ fn plan_partitions(broker: &Broker, topic: &CreatableTopic) -> Result<(i32, i16)
     Ok((topic.assignments.len() as i32, 1))
 }
 
-pub fn delete_topics(
+pub async fn delete_topics(
     broker: &Arc<Broker>,
     request: DeleteTopicsRequest,
     version: i16,
@@ -136,67 +137,63 @@ pub fn delete_topics(
         .map(|n| (Some(n), Uuid::nil()))
         .collect();
     targets.extend(request.topics.into_iter().map(|t| (t.name, t.topic_id)));
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let image = broker.image();
-            let meta = match &name {
-                Some(n) => image.topics.get(n.as_str()),
-                None => image.topic_by_id(id),
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let image = broker.image();
+        let meta = match &name {
+            Some(n) => image.topics.get(n.as_str()),
+            None => image.topic_by_id(id),
+        };
+        let reply = DeletableTopicResult::default()
+            .with_name(name.clone())
+            .with_topic_id(id);
+        let Some(meta) = meta else {
+            let code = if name.is_some() {
+                ResponseError::UnknownTopicOrPartition
+            } else {
+                ResponseError::UnknownTopicId
             };
-            let reply = DeletableTopicResult::default()
-                .with_name(name.clone())
-                .with_topic_id(id);
-            let Some(meta) = meta else {
-                let code = if name.is_some() {
-                    ResponseError::UnknownTopicOrPartition
-                } else {
-                    ResponseError::UnknownTopicId
-                };
-                return reply.with_error_code(code.code());
-            };
-            // topic_id exists from v6, error_message from v5.
-            let reply = reply
-                .with_name(Some(TopicName(str_bytes(meta.name.clone()))))
-                .with_topic_id(if version >= 6 {
-                    meta.topic_id
-                } else {
-                    Uuid::nil()
-                });
-            match broker.delete_topic(&meta.name) {
-                Ok(()) => reply,
-                Err(e) => reply
-                    .with_error_code(topic_error_code(&e))
-                    .with_error_message((version >= 5).then(|| str_bytes(e.to_string()))),
-            }
-        })
-        .collect();
+            responses.push(reply.with_error_code(code.code()));
+            continue;
+        };
+        // topic_id exists from v6, error_message from v5.
+        let reply = reply
+            .with_name(Some(TopicName(str_bytes(meta.name.clone()))))
+            .with_topic_id(if version >= 6 {
+                meta.topic_id
+            } else {
+                Uuid::nil()
+            });
+        responses.push(match broker.delete_topic(&meta.name).await {
+            Ok(()) => reply,
+            Err(e) => reply
+                .with_error_code(topic_error_code(&e))
+                .with_error_message((version >= 5).then(|| str_bytes(e.to_string()))),
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub fn create_partitions(
+pub async fn create_partitions(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let reply = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let result = if request.validate_only {
-                broker
-                    .validate_create_partitions(t.name.as_str(), t.count)
-                    .map(|_| ())
-            } else {
-                broker.create_partitions(t.name.as_str(), t.count)
-            };
-            match result {
-                Ok(()) => reply,
-                Err(e) => reply
-                    .with_error_code(topic_error_code(&e))
-                    .with_error_message(Some(str_bytes(e.to_string()))),
-            }
-        })
-        .collect();
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let reply = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let result = if request.validate_only {
+            broker
+                .validate_create_partitions(t.name.as_str(), t.count)
+                .map(|_| ())
+        } else {
+            broker.create_partitions(t.name.as_str(), t.count).await
+        };
+        results.push(match result {
+            Ok(()) => reply,
+            Err(e) => reply
+                .with_error_code(topic_error_code(&e))
+                .with_error_message(Some(str_bytes(e.to_string()))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

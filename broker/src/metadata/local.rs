@@ -6,18 +6,17 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::{MetadataError, MetadataImage, MetadataRecord, MetadataStore};
+use tokio::sync::watch;
+
+use super::{BoxFuture, MetadataError, MetadataImage, MetadataRecord, MetadataStore, QuorumStatus};
 
 pub struct LocalStore {
     path: PathBuf,
-    inner: Mutex<Inner>,
-}
-
-struct Inner {
-    file: File,
-    image: MetadataImage,
+    node_id: i32,
+    inner: Mutex<File>,
+    image: watch::Sender<Arc<MetadataImage>>,
 }
 
 fn storage(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MetadataError {
@@ -32,7 +31,7 @@ fn storage(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> 
 impl LocalStore {
     /// Opens (or creates) the store under `dir`, replaying every record. A
     /// new store gets a fresh cluster id.
-    pub fn open(dir: &Path) -> Result<Self, MetadataError> {
+    pub fn open(dir: &Path, node_id: i32) -> Result<Self, MetadataError> {
         fs::create_dir_all(dir).map_err(storage("creating", dir))?;
         let path = dir.join("records.jsonl");
         let mut image = MetadataImage::default();
@@ -73,26 +72,22 @@ impl LocalStore {
         }
         let store = Self {
             path,
-            inner: Mutex::new(Inner { file, image }),
+            node_id,
+            inner: Mutex::new(file),
+            image: watch::Sender::new(Arc::new(image)),
         };
         if store.image().cluster_id.is_empty() {
             let cluster_id = uuid::Uuid::new_v4().simple().to_string();
-            store.commit(vec![MetadataRecord::ClusterCreated { cluster_id }])?;
+            store.commit_now(vec![MetadataRecord::ClusterCreated { cluster_id }])?;
         }
         Ok(store)
     }
-}
 
-impl MetadataStore for LocalStore {
-    fn image(&self) -> MetadataImage {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .image
-            .clone()
-    }
-
-    fn commit(&self, records: Vec<MetadataRecord>) -> Result<MetadataImage, MetadataError> {
+    /// Appends and fsyncs the records as one write, then applies and publishes them.
+    pub fn commit_now(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, MetadataError> {
         let mut buf = Vec::new();
         for r in &records {
             // Serialising our own plain enum cannot fail.
@@ -103,29 +98,54 @@ impl MetadataStore for LocalStore {
             })?;
             buf.push(b'\n');
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let before = inner
-            .file
+        let mut file = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let before = file
             .metadata()
             .map_err(storage("reading", &self.path))?
             .len();
-        let written = inner
-            .file
-            .write_all(&buf)
-            .and_then(|()| inner.file.sync_data());
+        let written = file.write_all(&buf).and_then(|()| file.sync_data());
         if let Err(e) = written {
             // Leave no half-written group behind.
-            let _ = inner.file.set_len(before);
+            let _ = file.set_len(before);
             return Err(MetadataError::Storage {
                 action: "appending to",
                 path: self.path.clone(),
                 source: e,
             });
         }
+        let mut image = (**self.image.borrow()).clone();
         for r in &records {
-            inner.image.apply(r);
+            image.apply(r);
         }
-        Ok(inner.image.clone())
+        let image = Arc::new(image);
+        self.image.send_replace(image.clone());
+        Ok(image)
+    }
+}
+
+impl MetadataStore for LocalStore {
+    fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    fn commit(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> BoxFuture<'_, Result<Arc<MetadataImage>, MetadataError>> {
+        Box::pin(async move { self.commit_now(records) })
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.subscribe()
+    }
+
+    fn quorum(&self) -> QuorumStatus {
+        QuorumStatus {
+            voters: vec![self.node_id],
+            reachable: vec![self.node_id],
+            leader: Some(self.node_id),
+            committed_index: 0,
+        }
     }
 }
 
@@ -137,14 +157,15 @@ mod tests {
     #[test]
     fn records_survive_reopen_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = LocalStore::open(dir.path()).expect("open");
+        let store = LocalStore::open(dir.path(), 0).expect("open");
         let cluster_id = store.image().cluster_id.clone();
         store
-            .commit(vec![MetadataRecord::TopicCreated {
+            .commit_now(vec![MetadataRecord::TopicCreated {
                 name: "t".into(),
                 topic_id: uuid::Uuid::new_v4(),
                 partitions: 3,
                 configs: BTreeMap::new(),
+                assignments: vec![],
             }])
             .expect("commit");
         drop(store);
@@ -156,16 +177,16 @@ mod tests {
         f.write_all(b"{\"type\":\"topic_del").expect("torn write");
         drop(f);
 
-        let store = LocalStore::open(dir.path()).expect("reopen");
+        let store = LocalStore::open(dir.path(), 0).expect("reopen");
         let image = store.image();
         assert_eq!(image.cluster_id, cluster_id);
         assert_eq!(image.topics["t"].partitions, 3);
         store
-            .commit(vec![MetadataRecord::TopicDeleted { name: "t".into() }])
+            .commit_now(vec![MetadataRecord::TopicDeleted { name: "t".into() }])
             .expect("commit after torn tail");
         drop(store);
         assert!(
-            LocalStore::open(dir.path())
+            LocalStore::open(dir.path(), 0)
                 .expect("reopen")
                 .image()
                 .topics
