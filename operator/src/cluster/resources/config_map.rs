@@ -1,0 +1,83 @@
+//! The ConfigMap of cluster-wide broker settings. Broker pods load it with
+//! `envFrom`, so each key is a broker flag's environment variable; per-pod
+//! values (node id, advertised address) are set on the container instead.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::{ADMIN_PORT, DATA_DIR, HTTP_PORT, KAFKA_PORT, owned_meta};
+use crate::cluster::validate::ValidatedCluster;
+
+/// Builds the broker settings ConfigMap `<cluster>-config`.
+pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
+    let config = &cluster.config;
+    let data = BTreeMap::from([
+        ("TIDEWAY_LISTEN".to_owned(), format!("0.0.0.0:{KAFKA_PORT}")),
+        (
+            "TIDEWAY_ADMIN_LISTEN".to_owned(),
+            format!("0.0.0.0:{ADMIN_PORT}"),
+        ),
+        (
+            "TIDEWAY_HTTP_LISTEN".to_owned(),
+            format!("0.0.0.0:{HTTP_PORT}"),
+        ),
+        ("TIDEWAY_DATA_DIR".to_owned(), DATA_DIR.to_owned()),
+        (
+            "TIDEWAY_DEFAULT_PARTITIONS".to_owned(),
+            config.default_partitions.to_string(),
+        ),
+        (
+            "TIDEWAY_AUTO_CREATE_TOPICS".to_owned(),
+            config.auto_create_topics.to_string(),
+        ),
+        (
+            "TIDEWAY_RETENTION_MS".to_owned(),
+            config.retention_ms.to_string(),
+        ),
+        // Not read by the broker yet (it has no replication-default flags); set
+        // now so the pod template does not change when it learns them.
+        (
+            "TIDEWAY_DEFAULT_REPLICATION_FACTOR".to_owned(),
+            config.default_replication_factor.to_string(),
+        ),
+        (
+            "TIDEWAY_MIN_INSYNC_REPLICAS".to_owned(),
+            config.min_in_sync_replicas.to_string(),
+        ),
+        // The future `--voters` value (`<id>@<host>:<admin port>,...`); the broker
+        // does not accept it yet and ignores the variable until it does.
+        ("TIDEWAY_VOTERS".to_owned(), cluster.voters()),
+    ]);
+    ConfigMap {
+        metadata: owned_meta(cluster, cluster.config_map_name()),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::resources::tests::{demo_cluster, validated};
+    use crate::settings::BuildSettings;
+
+    #[test]
+    fn carries_resolved_broker_defaults_and_voters() {
+        let mut cluster = demo_cluster();
+        cluster.spec.config.default_partitions = Some(6);
+        cluster.spec.config.auto_create_topics = Some(false);
+        cluster.spec.config.retention_ms = Some(86_400_000);
+        let cm = build_config_map(&validated(&cluster, &BuildSettings::default()));
+        assert_eq!(cm.metadata.name.as_deref(), Some("demo-config"));
+        let data = cm.data.expect("data");
+        assert_eq!(data["TIDEWAY_DEFAULT_PARTITIONS"], "6");
+        assert_eq!(data["TIDEWAY_AUTO_CREATE_TOPICS"], "false");
+        assert_eq!(data["TIDEWAY_RETENTION_MS"], "86400000");
+        assert_eq!(data["TIDEWAY_DEFAULT_REPLICATION_FACTOR"], "3");
+        assert_eq!(data["TIDEWAY_MIN_INSYNC_REPLICAS"], "2");
+        assert_eq!(data["TIDEWAY_LISTEN"], "0.0.0.0:9092");
+        assert_eq!(data["TIDEWAY_DATA_DIR"], "/var/lib/tideway");
+        assert!(data["TIDEWAY_VOTERS"].starts_with("0@demo-0.demo-brokers.ns.svc:9093,1@"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Whether broker pods run the desired pod template. The builder stamps a hash
+//! of the pod template (which includes a hash of the broker ConfigMap) into a
+//! template annotation; each pod keeps the hash it was created from, so
+//! comparing hashes says which pods are outdated without diffing fields the
+//! API server defaults. Which outdated pod restarts when is the rollout
+//! planner's decision, not this module's.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodTemplateSpec};
+
+/// Pod template annotation: hash of the rest of the pod template.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "tideway.dev/pod-template-hash";
+/// Pod template annotation: hash of the broker ConfigMap's data.
+pub const CONFIG_HASH_ANNOTATION: &str = "tideway.dev/config-hash";
+
+/// FNV-1a, 64 bits: stable across Rust and operator versions (unlike
+/// `DefaultHasher`), so upgrading the operator alone does not restart brokers.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Hash of a ConfigMap's `data` (keys are sorted, so the order is stable).
+pub fn hash_config_map(config_map: &ConfigMap) -> String {
+    let mut text = String::new();
+    for (key, value) in config_map.data.iter().flatten() {
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+        text.push('\n');
+    }
+    format!("{:016x}", fnv1a64(text.as_bytes()))
+}
+
+/// Hash of a pod template, ignoring any template hash already in it.
+pub fn hash_pod_template(template: &PodTemplateSpec) -> Result<String, serde_json::Error> {
+    let mut template = template.clone();
+    if let Some(annotations) = template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
+        annotations.remove(TEMPLATE_HASH_ANNOTATION);
+    }
+    let json = serde_json::to_vec(&template)?;
+    Ok(format!("{:016x}", fnv1a64(&json)))
+}
+
+/// Puts the template's own hash into its annotations.
+pub fn stamp_template_hash(template: &mut PodTemplateSpec) -> Result<(), serde_json::Error> {
+    let hash = hash_pod_template(template)?;
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(TEMPLATE_HASH_ANNOTATION.to_owned(), hash);
+    Ok(())
+}
+
+/// The template hash a StatefulSet's pod template carries.
+pub fn stateful_set_template_hash(sts: &StatefulSet) -> Option<&str> {
+    sts.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(TEMPLATE_HASH_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// The template hash a pod was created from.
+pub fn pod_template_hash(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(TEMPLATE_HASH_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// Whether the live StatefulSet's pod template differs from the desired one
+/// (so the StatefulSet must be updated). A live template without a hash counts as different.
+pub fn template_changed(desired: &StatefulSet, live: &StatefulSet) -> bool {
+    stateful_set_template_hash(desired) != stateful_set_template_hash(live)
+        || stateful_set_template_hash(live).is_none()
+}
+
+/// Whether a broker pod runs an older template than the desired StatefulSet
+/// (so it must be restarted to pick up the change). A pod without a hash counts as outdated.
+pub fn needs_restart(desired: &StatefulSet, pod: &Pod) -> bool {
+    match (stateful_set_template_hash(desired), pod_template_hash(pod)) {
+        (Some(want), Some(have)) => want != have,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+    use crate::cluster::resources::build_cluster_resources;
+    use crate::cluster::resources::tests::{demo_cluster, validated};
+    use crate::settings::BuildSettings;
+
+    fn desired(cluster: &crate::crd::MessageCluster) -> StatefulSet {
+        build_cluster_resources(&validated(cluster, &BuildSettings::default()))
+            .expect("build")
+            .stateful_set
+    }
+
+    fn pod_from(sts: &StatefulSet) -> Pod {
+        let annotations = sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.clone());
+        Pod {
+            metadata: ObjectMeta {
+                annotations,
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn hashes_are_stable_and_pinned() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(desired(&demo_cluster()), desired(&demo_cluster()));
+    }
+
+    #[test]
+    fn unchanged_spec_needs_no_restart() {
+        let sts = desired(&demo_cluster());
+        assert!(!template_changed(&sts, &sts.clone()));
+        assert!(!needs_restart(&sts, &pod_from(&sts)));
+    }
+
+    #[test]
+    fn image_change_marks_pods_outdated() {
+        let old = desired(&demo_cluster());
+        let mut cluster = demo_cluster();
+        cluster.spec.image = Some("tideway-broker:0.2.0".into());
+        let new = desired(&cluster);
+        assert!(template_changed(&new, &old));
+        assert!(needs_restart(&new, &pod_from(&old)));
+        assert!(!needs_restart(&new, &pod_from(&new)));
+    }
+
+    #[test]
+    fn broker_config_change_marks_pods_outdated() {
+        let old = desired(&demo_cluster());
+        let mut cluster = demo_cluster();
+        cluster.spec.config.retention_ms = Some(1000);
+        assert!(needs_restart(&desired(&cluster), &pod_from(&old)));
+    }
+
+    #[test]
+    fn scaling_changes_voters_and_so_the_template() {
+        // TIDEWAY_VOTERS lists every broker: a new broker count restarts the others
+        // once the broker reads it (until then the restart is harmless).
+        let old = desired(&demo_cluster());
+        let mut cluster = demo_cluster();
+        cluster.spec.brokers = 5;
+        assert!(template_changed(&desired(&cluster), &old));
+    }
+
+    #[test]
+    fn missing_hash_counts_as_outdated() {
+        let sts = desired(&demo_cluster());
+        assert!(needs_restart(&sts, &Pod::default()));
+        assert!(template_changed(&sts, &StatefulSet::default()));
+    }
+}

@@ -1,0 +1,183 @@
+//! The CRDs' CEL rules (`x-kubernetes-validations`) evaluated client-side with
+//! kube's CEL engine, as the API server evaluates them at admission. The e2e
+//! suite checks the same rules against a real API server.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::core::cel::{ValidationErrors, compile_schema, validate_cel, validate_cel_update};
+use serde_json::Value;
+
+use super::*;
+
+fn topic(partitions: Option<i32>, rf: Option<i32>, min_isr: Option<i32>) -> Topic {
+    let mut topic = Topic::new(
+        "orders",
+        TopicSpec {
+            cluster_ref: ClusterRef {
+                name: "demo".into(),
+            },
+            topic_name: None,
+            partitions,
+            replication_factor: rf,
+            min_in_sync_replicas: min_isr,
+            config: BTreeMap::from([("retention.ms".to_owned(), "86400000".to_owned())]),
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    topic.metadata.namespace = Some("ns".into());
+    topic
+}
+
+fn cluster() -> MessageCluster {
+    MessageCluster::new(
+        "demo",
+        MessageClusterSpec {
+            brokers: 3,
+            image: None,
+            storage: StorageSpec::default(),
+            resources: None,
+            config: BrokerConfig::default(),
+            rack: None,
+            template: None,
+        },
+    )
+}
+
+/// Asserts a rejection whose message contains `expected`.
+fn assert_rejected(result: Result<(), ValidationErrors>, expected: &str) {
+    match result {
+        Ok(()) => panic!("accepted, expected a rejection mentioning {expected:?}"),
+        Err(errors) => assert!(
+            errors.iter().any(|e| e.message.contains(expected)),
+            "rejected, but no message mentions {expected:?}: {errors}"
+        ),
+    }
+}
+
+#[test]
+fn every_rule_compiles() {
+    for crd in all_crds() {
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema");
+        let schema: Value = serde_json::to_value(schema).expect("schema to JSON");
+        let compiled = compile_schema(&schema);
+        let mut stack = vec![&compiled];
+        while let Some(node) = stack.pop() {
+            assert!(
+                !node.has_errors(),
+                "{:?}: {:?}",
+                crd.metadata.name,
+                node.compilation_errors()
+            );
+            stack.extend(node.properties.values());
+            stack.extend(node.items.as_deref());
+            stack.extend(node.additional_properties.as_deref());
+        }
+    }
+}
+
+#[test]
+fn valid_topic_is_accepted() {
+    validate_cel(&topic(Some(6), Some(3), Some(2))).expect("valid");
+    validate_cel(&topic(None, None, None)).expect("all defaults");
+    validate_cel(&topic(None, None, Some(2))).expect("min-ISR alone is checked by the operator");
+}
+
+#[test]
+fn min_isr_above_replication_factor_is_rejected() {
+    assert_rejected(
+        validate_cel(&topic(Some(6), Some(1), Some(2))),
+        "minInSyncReplicas must not exceed replicationFactor",
+    );
+}
+
+#[test]
+fn partitions_never_decrease_or_vanish() {
+    let old = topic(Some(6), Some(3), Some(2));
+    validate_cel_update(&topic(Some(8), Some(3), Some(2)), &old).expect("growing is fine");
+    assert_rejected(
+        validate_cel_update(&topic(Some(3), Some(3), Some(2)), &old),
+        "partitions cannot decrease",
+    );
+    assert_rejected(
+        validate_cel_update(&topic(None, Some(3), Some(2)), &old),
+        "partitions cannot be unset",
+    );
+    validate_cel_update(
+        &topic(Some(6), Some(3), Some(2)),
+        &topic(None, Some(3), Some(2)),
+    )
+    .expect("setting later is fine");
+}
+
+#[test]
+fn cluster_ref_and_topic_name_are_immutable() {
+    let old = topic(Some(6), Some(3), Some(2));
+    let mut moved = old.clone();
+    moved.spec.cluster_ref.name = "other".into();
+    assert_rejected(validate_cel_update(&moved, &old), "clusterRef is immutable");
+
+    let mut named = old.clone();
+    named.spec.topic_name = Some("orders".into());
+    assert_rejected(
+        validate_cel_update(&named, &old),
+        "topicName cannot be added or removed",
+    );
+
+    let mut renamed = named.clone();
+    renamed.spec.topic_name = Some("orders-v2".into());
+    assert_rejected(
+        validate_cel_update(&renamed, &named),
+        "topicName is immutable",
+    );
+    validate_cel_update(&named, &named).expect("unchanged name");
+}
+
+#[test]
+fn topic_name_dot_and_dot_dot_are_rejected() {
+    for bad in [".", ".."] {
+        let mut t = topic(Some(1), Some(1), Some(1));
+        t.spec.topic_name = Some(bad.into());
+        assert_rejected(validate_cel(&t), "topicName cannot be '.' or '..'");
+    }
+    let mut ok = topic(Some(1), Some(1), Some(1));
+    ok.spec.topic_name = Some("...".into());
+    validate_cel(&ok).expect("three dots is a legal Kafka name");
+}
+
+#[test]
+fn long_metadata_name_needs_a_topic_name() {
+    let mut t = topic(Some(1), Some(1), Some(1));
+    t.metadata.name = Some("a".repeat(250));
+    assert_rejected(validate_cel(&t), "set spec.topicName");
+    t.spec.topic_name = Some("short".into());
+    validate_cel(&t).expect("explicit topic name");
+}
+
+#[test]
+fn cluster_config_min_isr_above_replication_factor_is_rejected() {
+    let mut c = cluster();
+    validate_cel(&c).expect("defaults");
+    c.spec.config.default_replication_factor = Some(2);
+    c.spec.config.min_in_sync_replicas = Some(3);
+    assert_rejected(
+        validate_cel(&c),
+        "config.minInSyncReplicas must not exceed config.defaultReplicationFactor",
+    );
+}
+
+#[test]
+fn cluster_storage_is_immutable() {
+    let old = cluster();
+    let mut new = cluster();
+    new.spec.brokers = 5;
+    validate_cel_update(&new, &old).expect("scaling up is fine");
+    // Scaling down is checked by the operator (brokers still holding replicas), not at admission.
+    validate_cel_update(&old, &new).expect("scaling down is admitted");
+    new.spec.storage.size = Quantity("10Gi".into());
+    assert_rejected(validate_cel_update(&new, &old), "storage cannot be changed");
+}

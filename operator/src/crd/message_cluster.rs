@@ -1,0 +1,206 @@
+//! The `MessageCluster` custom resource (tideway.dev/v1alpha1): a set of
+//! tideway-broker pods with their storage, broker defaults and pod overrides.
+//! Field names are the public API. Admission-time rules live here as CEL
+//! (`x-kubernetes-validations`); rules that need other objects (e.g. brokers vs
+//! replication factor) are checked by `cluster::validate`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Condition;
+
+/// Desired state of a Tideway broker cluster.
+// Each `printcolumn(...)` repeats `type_ = ...`; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tideway.dev",
+    version = "v1alpha1",
+    kind = "MessageCluster",
+    plural = "messageclusters",
+    shortname = "mc",
+    category = "tideway",
+    namespaced,
+    status = "MessageClusterStatus",
+    derive = "PartialEq",
+    doc = "A Tideway cluster: Kafka-compatible brokers run as a StatefulSet, managed by tideway-operator.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Brokers", type_ = "integer", json_path = ".spec.brokers"),
+    printcolumn(
+        name = "Ready Brokers",
+        type_ = "integer",
+        json_path = ".status.readyBrokers"
+    ),
+    printcolumn(
+        name = "Controller",
+        type_ = "integer",
+        json_path = ".status.controller",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        json_path = ".status.bootstrapServers",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageClusterSpec {
+    /// Number of broker pods. Each broker's node id is its pod ordinal. Scaling
+    /// down is refused by the operator, with a condition, while the brokers to
+    /// remove still hold replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub brokers: i32,
+    /// Broker container image; the operator's `--broker-image` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// One PersistentVolumeClaim per broker. Fixed after creation (StatefulSet
+    /// volume claim templates are immutable).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage cannot be changed after the cluster is created (StatefulSet volumeClaimTemplates are immutable)"))]
+    pub storage: StorageSpec,
+    /// CPU and memory for each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Defaults the brokers apply to topics created without explicit settings.
+    #[serde(default)]
+    pub config: BrokerConfig,
+    /// Spread brokers across failure domains (e.g. zones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+    /// Overrides merged into the broker pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplateOverrides>,
+}
+
+/// Persistent storage of one broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size of each broker's volume, e.g. `10Gi`.
+    pub size: Quantity,
+    /// StorageClass of the volumes; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: Quantity("1Gi".to_owned()),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Broker-wide defaults (the broker's `--default-*` settings).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minInSyncReplicas) || !has(self.defaultReplicationFactor) || self.minInSyncReplicas <= self.defaultReplicationFactor").message("config.minInSyncReplicas must not exceed config.defaultReplicationFactor: with fewer replicas than min-ISR, acks=all writes can never succeed"))]
+pub struct BrokerConfig {
+    /// Replication factor of topics created without one; min(3, brokers) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub default_replication_factor: Option<i32>,
+    /// `min.insync.replicas` of topics created without one; replication factor − 1 (at least 1) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_in_sync_replicas: Option<i32>,
+    /// Partitions of topics created without a count; 1 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub default_partitions: Option<i32>,
+    /// Whether producing to or fetching from an unknown topic creates it; true when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_create_topics: Option<bool>,
+    /// Default `retention.ms` (−1: keep forever); 7 days when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1))]
+    pub retention_ms: Option<i64>,
+}
+
+/// Rack awareness: brokers are spread over the values of a node label.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// Node label whose value is a broker's rack, e.g. `topology.kubernetes.io/zone`.
+    #[schemars(length(min = 1, max = 316))]
+    pub topology_key: String,
+}
+
+/// Pod-level overrides for the broker pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    /// Replaces the operator's default affinity (none) when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Added to the pod annotations; the operator's own annotations win on conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Observed state, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded, each with a reason and a message.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Broker pods that pass their readiness probe.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Node id of the active controller (Raft leader), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<i32>,
+    /// Comma-separated `host:port` list for Kafka clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// One entry per broker.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
+    pub brokers: Vec<BrokerStatus>,
+}
+
+/// Observed state of one broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// Broker (node) id, equal to the pod ordinal.
+    pub id: i32,
+    /// Pod name.
+    pub pod: String,
+    /// Advertised Kafka `host:port`.
+    pub address: String,
+    /// Whether the pod is ready.
+    pub ready: bool,
+}
+
+impl MessageCluster {
+    /// `spec.image`, or the operator's default.
+    pub fn image_or<'a>(&'a self, default_image: &'a str) -> &'a str {
+        self.spec.image.as_deref().unwrap_or(default_image)
+    }
+}
