@@ -449,6 +449,10 @@ impl Broker {
             .get(name)
             .cloned()
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        if topic.topic_id != topic_id {
+            // Another broker created the same name first.
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
         tracing::info!(topic = name, partitions, "topic created");
         Ok(topic)
     }

@@ -38,6 +38,12 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_ADMIN_LISTEN", default_value = "127.0.0.1:9093")]
     pub admin_listen: SocketAddr,
 
+    /// Voters of the metadata quorum as id@host:port of their --admin-listen,
+    /// comma-separated (e.g. 0@10.0.0.1:9093,1@10.0.0.2:9093,2@10.0.0.3:9093).
+    /// Unset: this broker is a cluster of one.
+    #[arg(long, env = "TIDEWAY_VOTERS", value_parser = crate::metadata::raft::parse_voters)]
+    pub voters: Option<std::collections::BTreeMap<u64, String>>,
+
     /// Address of the HTTP server for /livez, /readyz and /metrics.
     #[arg(long, env = "TIDEWAY_HTTP_LISTEN", default_value = "127.0.0.1:9644")]
     pub http_listen: SocketAddr,
@@ -108,7 +114,7 @@ pub struct Args {
     pub offsets_retention_ms: i64,
 
     /// Log filter in tracing's EnvFilter syntax (e.g. info, tideway_broker=debug).
-    #[arg(long, env = "TIDEWAY_LOG", default_value = "info")]
+    #[arg(long, env = "TIDEWAY_LOG", default_value = "info,openraft=warn")]
     pub log: String,
 }
 
@@ -145,6 +151,7 @@ pub struct BrokerConfig {
     pub advertised_address: Option<(String, u16)>,
     pub http_listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    pub voters: Option<std::collections::BTreeMap<u64, String>>,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
     /// Defaults for every partition log; topic configs override them.
@@ -171,6 +178,7 @@ impl BrokerConfig {
             advertised_address: args.advertised_address.clone(),
             http_listen: args.http_listen,
             admin_listen: args.admin_listen,
+            voters: args.voters.clone(),
             default_partitions: args.default_partitions,
             auto_create_topics: args.auto_create_topics,
             log_defaults: LogConfig {
@@ -231,6 +239,16 @@ mod tests {
             let err = Args::try_parse_from(["tideway-broker", flag, value]).expect_err(flag);
             assert!(err.to_string().contains(flag), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn voters_must_parse() {
+        let err =
+            Args::try_parse_from(["tideway-broker", "--voters", "0@a"]).expect_err("bad voters");
+        assert!(err.to_string().contains("--voters"), "{err}");
+        let args =
+            Args::try_parse_from(["tideway-broker", "--voters", "0@a:1,1@b:2"]).expect("voters");
+        assert_eq!(args.voters.map(|v| v.len()), Some(2));
     }
 
     #[test]

@@ -38,7 +38,8 @@ use crate::group::offsets::OFFSETS_TOPIC;
 use crate::handlers::Context;
 use crate::log::FsyncPolicy;
 use crate::metadata::local::LocalStore;
-use crate::metadata::{MetadataRecord, MetadataStore};
+use crate::metadata::raft::RaftStore;
+use crate::metadata::{MetadataError, MetadataRecord, MetadataStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -50,6 +51,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("{0}")]
+    Config(String),
     #[error("loading committed offsets: {0}")]
     LoadOffsets(crate::group::offsets::OffsetError),
     #[error("the start-up task failed: {0}")]
@@ -132,12 +135,28 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
         .await
         .map_err(|e| RunError::StartTask(e.to_string()))??;
     let meta_dir = config.data_dir.join(broker::METADATA_DIR);
-    let store: Arc<dyn MetadataStore> = Arc::new(
-        tokio::task::spawn_blocking(move || LocalStore::open(&meta_dir, node_id))
-            .await
-            .map_err(|e| RunError::StartTask(e.to_string()))?
-            .map_err(StartError::LoadMetadata)?,
-    );
+    // A cluster of one keeps its metadata in a local file; a cluster, in the Raft quorum.
+    let (store, raft_service): (Arc<dyn MetadataStore>, _) = match config.voters.clone() {
+        None => {
+            let local = tokio::task::spawn_blocking(move || LocalStore::open(&meta_dir, node_id))
+                .await
+                .map_err(|e| RunError::StartTask(e.to_string()))?
+                .map_err(StartError::LoadMetadata)?;
+            (Arc::new(local), None)
+        }
+        Some(voters) => {
+            if !voters.contains_key(&(node_id as u64)) {
+                return Err(RunError::Config(format!(
+                    "--node-id {node_id} is not among --voters; every broker is a voter for now"
+                )));
+            }
+            let (raft, service) =
+                RaftStore::start(node_id as u64, voters, &config.data_dir.join("raft"))
+                    .await
+                    .map_err(StartError::LoadMetadata)?;
+            (Arc::new(raft) as Arc<dyn MetadataStore>, Some(service))
+        }
+    };
     {
         let cell = ctx_cell.clone();
         let mut rx = stopping_rx.clone();
@@ -145,6 +164,9 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
             let incoming = tonic::transport::server::TcpIncoming::from(admin_listener);
             let served = tonic::transport::Server::builder()
                 .add_service(admin::server(cell))
+                .add_optional_service(
+                    raft_service.map(tideway_admin_api::raft::raft_server::RaftServer::new),
+                )
                 .serve_with_incoming_shutdown(incoming, async move { stopped(&mut rx).await })
                 .await;
             if let Err(e) = served {
@@ -153,6 +175,29 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
         });
     }
     tracing::info!(%admin_addr, "admin API up");
+    if config.voters.is_some() {
+        // An empty write through the quorum: once it is applied here, this
+        // broker's image is current, so no live topic's directory looks orphaned.
+        tracing::info!("waiting for the metadata quorum");
+        // Not ready until a majority of voters is up: retry without a deadline.
+        loop {
+            match store.commit(vec![]).await {
+                Ok(_) => break,
+                Err(MetadataError::Unavailable(reason)) => {
+                    tracing::info!(%reason, "still waiting for the metadata quorum")
+                }
+                Err(e) => return Err(StartError::LoadMetadata(e).into()),
+            }
+        }
+        if store.image().cluster_id.is_empty() {
+            let cluster_id = uuid::Uuid::new_v4().simple().to_string();
+            store
+                .commit(vec![MetadataRecord::ClusterCreated { cluster_id }])
+                .await
+                .map_err(StartError::LoadMetadata)?;
+        }
+        tracing::info!(leader = ?store.quorum().leader, "metadata quorum reached");
+    }
 
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, data, store))
         .await
@@ -224,6 +269,15 @@ async fn open_group_coordinator(
             ));
         }
     }
+    // Open the partition if the topic was placed here by another broker's creation.
+    broker
+        .reconcile_partitions(&broker.image(), false)
+        .map_err(|e| {
+            RunError::LoadOffsets(crate::group::offsets::OffsetError::Replay {
+                offset: 0,
+                reason: e.to_string(),
+            })
+        })?;
     let Some(partition) = broker.partition(OFFSETS_TOPIC, 0) else {
         return Ok(None);
     };

@@ -8,5 +8,10 @@ pub mod v1 {
     tonic::include_proto!("tideway.admin.v1");
 }
 
+/// The metadata quorum's transport between brokers (internal).
+pub mod raft {
+    tonic::include_proto!("tideway.raft.v1");
+}
+
 pub use v1::admin_client::AdminClient;
 pub use v1::admin_server::{Admin, AdminServer};

@@ -10,6 +10,7 @@
 
 pub mod controller;
 pub mod local;
+pub mod raft;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -118,7 +119,12 @@ impl MetadataImage {
     /// so applying never fails; a record about an unknown topic is ignored.
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
-            MetadataRecord::ClusterCreated { cluster_id } => self.cluster_id = cluster_id.clone(),
+            MetadataRecord::ClusterCreated { cluster_id } => {
+                // The first one wins (several brokers may propose one at bootstrap).
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id.clone();
+                }
+            }
             MetadataRecord::BrokerRegistered {
                 id,
                 host,
@@ -142,6 +148,10 @@ impl MetadataImage {
                 configs,
                 assignments,
             } => {
+                // Two brokers may race to create one name: the first record wins.
+                if self.topics.contains_key(name) {
+                    return;
+                }
                 let assignments = complete(assignments.clone(), *partitions);
                 let topic = TopicMeta {
                     name: name.clone(),
@@ -208,6 +218,8 @@ pub enum MetadataError {
     },
     #[error("the metadata quorum cannot commit now: {0}")]
     Unavailable(String),
+    #[error("the metadata quorum stopped: {0}")]
+    Fatal(String),
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -304,6 +316,18 @@ mod tests {
         assert_eq!((t.partitions, t.configs["retention.ms"].as_str()), (5, "5"));
         assert_eq!((t.leader(0), t.leader(4), t.leader(5)), (1, 2, -1));
         assert_eq!(image.topic_by_id(id).map(|t| t.name.as_str()), Some("t"));
+        let again = MetadataRecord::TopicCreated {
+            name: "t".into(),
+            topic_id: Uuid::new_v4(),
+            partitions: 9,
+            configs: BTreeMap::new(),
+            assignments: vec![],
+        };
+        image.apply(&again);
+        assert_eq!(
+            image.topics["t"].topic_id, id,
+            "a second creation of a name is ignored"
+        );
         image.apply(&MetadataRecord::TopicDeleted { name: "t".into() });
         assert!(image.topics.is_empty());
     }

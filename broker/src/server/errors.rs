@@ -24,6 +24,10 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        // The quorum could not take the change in time: retriable, as Kafka's controller answers.
+        TopicError::Commit(crate::metadata::MetadataError::Unavailable(_)) => {
+            ResponseError::RequestTimedOut
+        }
         TopicError::Commit(_) | TopicError::CreateLog { .. } => ResponseError::KafkaStorageError,
     }
     .code()
