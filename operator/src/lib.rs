@@ -1,8 +1,17 @@
 //! tideway-operator: the Kubernetes operator of Tideway. It owns the custom
-//! resource types (`crd`), the pure model of a broker cluster's Kubernetes
-//! resources (`cluster`) and the operator's settings (`settings`). The broker
-//! itself is reached only through the admin gRPC API (tideway-admin-api).
+//! resource types (`crd`), the MessageCluster pipeline (`cluster`: pure
+//! validate/build plus the reconciler), the Topic pipeline (`topic`), the
+//! process around them (`run`: HTTP endpoint, CRD check, leader election in
+//! `leader`, metrics) and the operator's settings. The broker itself is reached
+//! only through the admin gRPC API (tideway-admin-api, see `admin`).
 
+pub mod admin;
 pub mod cluster;
+pub mod context;
 pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod run;
 pub mod settings;
+pub mod topic;

@@ -1,5 +1,5 @@
 //! The `tideway-operator` binary: `crd` prints the CustomResourceDefinitions,
-//! `run` will run the controllers (not implemented yet).
+//! `run` runs the controllers (see `tideway_operator::run`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ enum Command {
         #[arg(long)]
         dir: Vec<PathBuf>,
     },
-    /// Run the controllers (not implemented yet).
+    /// Run the MessageCluster and Topic controllers.
     Run(RunArgs),
 }
 
@@ -66,10 +66,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let _settings = args.validate()?;
-            anyhow::bail!(
-                "`run` is not implemented yet: the reconcile loop, leader election and HTTP endpoint come next"
-            )
+            let settings = args.validate()?;
+            let filter =
+                tracing_subscriber::EnvFilter::try_new(&settings.log).with_context(|| {
+                    format!(
+                        "--log (TIDEWAY_LOG) {:?} is not a valid filter",
+                        settings.log
+                    )
+                })?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_target(true)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?
+                .block_on(tideway_operator::run::run(settings))
         }
     }
 }

@@ -4,6 +4,7 @@
 //! as plain values; nothing here touches the cluster.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Image used for brokers when a MessageCluster sets no `spec.image`.
 pub const DEFAULT_BROKER_IMAGE: &str = "tideway-broker:0.1.0";
@@ -45,6 +46,35 @@ pub struct RunArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `tideway_operator=debug`.
     #[arg(long, env = "TIDEWAY_LOG", default_value = "info")]
     pub log: String,
+    /// How often every resource is reconciled even when nothing changed, so drift
+    /// (a topic deleted or altered behind the operator's back) is repaired: `60s`, `5m`, `90`.
+    #[arg(long, env = "TIDEWAY_RESYNC_PERIOD", default_value = "60s", value_parser = parse_duration)]
+    pub resync_period: Duration,
+    /// Identity in the leader Lease; the pod name (POD_NAME, else HOSTNAME) when unset.
+    #[arg(long, env = "TIDEWAY_LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
+}
+
+/// Parses `90`, `90s`, `5m` or `1h` (at least one second).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 60s, 5m or 1h"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m or h)")),
+    };
+    if seconds == 0 {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// How brokers tell clients where to reach them.
@@ -84,6 +114,9 @@ pub struct OperatorSettings {
     pub operator_namespace: String,
     pub http_listen: SocketAddr,
     pub log: String,
+    pub resync_period: Duration,
+    /// This replica's name in the leader Lease.
+    pub identity: String,
 }
 
 /// A flag value that passed clap's parsing but makes no sense.
@@ -133,6 +166,13 @@ impl RunArgs {
             operator_namespace: self.operator_namespace,
             http_listen: self.http_listen,
             log: self.log,
+            resync_period: self.resync_period,
+            identity: self
+                .leader_election_identity
+                .filter(|s| !s.trim().is_empty())
+                .or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
+                .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+                .unwrap_or_else(|| format!("tideway-operator-{}", std::process::id())),
         })
     }
 }
@@ -207,6 +247,22 @@ mod tests {
             .validate()
             .expect_err("bad namespace");
         assert!(err.to_string().contains("--watch-namespaces"));
+    }
+
+    #[test]
+    fn resync_period_parses_units() {
+        assert_eq!(parse(&[]).resync_period, Duration::from_secs(60));
+        assert_eq!(
+            parse(&["--resync-period=5m"]).resync_period,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            parse(&["--resync-period=90"]).resync_period,
+            Duration::from_secs(90)
+        );
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

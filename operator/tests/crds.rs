@@ -66,11 +66,19 @@ fn crd_subcommand_prints_every_crd() {
 }
 
 #[test]
-fn run_subcommand_says_it_is_not_implemented() {
-    let output = Command::new(env!("CARGO_BIN_EXE_tideway-operator"))
-        .arg("run")
-        .output()
-        .expect("run binary");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented yet"));
+fn run_subcommand_rejects_bad_flags_naming_them() {
+    for (flag, name) in [
+        ("--resync-period=0s", "--resync-period"),
+        ("--broker-image= ", "--broker-image"),
+        ("--log=[", "--log"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tideway-operator"))
+            .args(["run", flag, "--http-listen=127.0.0.1:0"])
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .output()
+            .expect("run binary");
+        assert!(!output.status.success(), "{flag} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(name), "{flag}: {stderr}");
+    }
 }

@@ -1,10 +1,12 @@
 //! The MessageCluster pipeline: fetch → validate (pure, `validate`) → build
-//! every Kubernetes resource (pure, `resources`) → apply → status. This module
-//! holds the pure stages and the restart decision (`restart`); applying,
-//! fetching and the reconcile loop are the reconciler's job.
+//! every Kubernetes resource (pure, `resources`) → apply → status (pure
+//! decisions in `status`). `reconcile` does the fetching and applying;
+//! `restart` says which pods run an outdated template.
 
+pub mod reconcile;
 pub mod resources;
 pub mod restart;
+pub mod status;
 pub mod validate;
 
 pub use resources::{ClusterResources, build_cluster_resources};

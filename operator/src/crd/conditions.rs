@@ -60,6 +60,12 @@ pub enum Reason {
     ClusterNotReady,
     /// Ready=False on a Topic: the brokers refused the change (see the message); not retried until the spec changes.
     BrokerRejected,
+    /// Progressing=True: pods run an outdated pod template and wait for a restart (`OnDelete`: the operator does not roll them yet).
+    RestartPending,
+    /// Degraded=True: `spec.brokers` went down but the brokers to remove still hold replicas; the StatefulSet keeps its size.
+    ScaleDownBlocked,
+    /// Ready=False on a Topic: its replication factor exceeds the cluster's broker count.
+    InvalidReplicationFactor,
 }
 
 impl Reason {
@@ -79,6 +85,9 @@ impl Reason {
             Self::ClusterNotFound => "ClusterNotFound",
             Self::ClusterNotReady => "ClusterNotReady",
             Self::BrokerRejected => "BrokerRejected",
+            Self::RestartPending => "RestartPending",
+            Self::ScaleDownBlocked => "ScaleDownBlocked",
+            Self::InvalidReplicationFactor => "InvalidReplicationFactor",
         }
     }
 }

@@ -1,0 +1,547 @@
+//! The MessageCluster reconciler: fetch → validate (pure) → build (pure) →
+//! check a scale-down → apply with server-side apply → delete orphans →
+//! status. Pods are never deleted here: the StatefulSet is `OnDelete`, so a
+//! changed pod template is reported as RestartPending and rolling restarts are
+//! left to a later rollout module.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tideway_admin_api::v1::{DescribeClusterRequest, DescribePartitionsRequest};
+
+use super::resources::{
+    BuildResourcesError, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, build_cluster_resources,
+    selector_labels,
+};
+use super::restart::needs_restart;
+use super::status::{
+    ClusterObservation, bootstrap_servers, build_broker_statuses, plan_cluster_conditions,
+};
+use super::validate::{ValidatedCluster, invalid_spec_conditions, validate_cluster};
+use crate::admin::{admin_addresses, connect_admin, pod_is_ready};
+use crate::context::{Context, FIELD_MANAGER, SLOW_REQUEUE};
+use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason, set_condition};
+use crate::crd::{MessageCluster, MessageClusterStatus};
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "messagecluster";
+/// Requeue while brokers start or pods wait for a restart.
+const PROGRESS_REQUEUE: Duration = Duration::from_secs(10);
+
+/// A step of the MessageCluster reconcile failed (transient: retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileClusterError {
+    #[error("MessageCluster has no namespace")]
+    MissingNamespace,
+    #[error(transparent)]
+    BuildResources(#[from] BuildResourcesError),
+    #[error("fetching {kind} of MessageCluster {namespace}/{name}")]
+    Fetch {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("applying {kind} {namespace}/{name}")]
+    Apply {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting orphaned {kind} {namespace}/{name}")]
+    DeleteOrphan {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("patching the status of MessageCluster {namespace}/{name}")]
+    PatchStatus {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileClusterError {
+    /// Bounded label for the errors metric.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Self::MissingNamespace => "MissingNamespace",
+            Self::BuildResources(_) => "BuildResources",
+            Self::Fetch { .. } => "Fetch",
+            Self::Apply { .. } => "Apply",
+            Self::DeleteOrphan { .. } => "DeleteOrphan",
+            Self::PatchStatus { .. } => "PatchStatus",
+        }
+    }
+}
+
+/// Reconciles one MessageCluster.
+///
+/// 1. validate; an invalid spec sets InvalidSpec conditions and requeues slowly;
+/// 2. read the live StatefulSet; if `spec.brokers` shrinks, ask the brokers to be
+///    removed whether they still hold replicas; if so (or if nobody can tell), keep
+///    the old size (ScaleDownBlocked) and build as if `spec.brokers` were unchanged;
+/// 3. build and apply every resource (order in `apply_resources`);
+/// 4. delete resources this cluster owns that are no longer built;
+/// 5. observe pods and brokers and patch the status if it changed.
+pub async fn reconcile_cluster(
+    cluster: Arc<MessageCluster>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileClusterError> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let namespace = cluster
+        .namespace()
+        .ok_or(ReconcileClusterError::MissingNamespace)?;
+    let name = cluster.name_any();
+    let api: Api<MessageCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove everything it owns.
+        return Ok(Action::await_change());
+    }
+
+    // 1. validate
+    let mut validated = match validate_cluster(&cluster, &ctx.settings.build) {
+        Ok(v) => v,
+        Err(problems) => {
+            tracing::warn!(%namespace, %name, ?problems, "invalid MessageCluster spec");
+            let mut updates = invalid_spec_conditions(&problems);
+            updates.push(ConditionUpdate::new(
+                ConditionType::Progressing,
+                false,
+                Reason::InvalidSpec,
+                "waiting for a valid spec",
+            ));
+            let mut status = cluster.status.clone().unwrap_or_default();
+            apply_conditions(&mut status, updates, cluster.metadata.generation);
+            patch_status_if_changed(&api, &cluster, status).await?;
+            return Ok(Action::requeue(SLOW_REQUEUE));
+        }
+    };
+
+    // 2. scale-down check
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let live_sts = sts_api
+        .get_opt(&validated.stateful_set_name())
+        .await
+        .map_err(|source| fetch_error("StatefulSet", &namespace, &name, source))?;
+    let previous_replicas = live_sts.as_ref().and_then(|s| s.spec.as_ref()?.replicas);
+    let pods = fetch_pods(&ctx, &validated).await?;
+    let mut scale_down_blocked = None;
+    if let Some(previous) = previous_replicas.filter(|p| *p > validated.brokers)
+        && let Some(why) = check_scale_down(&validated, &pods, previous).await
+    {
+        tracing::warn!(%namespace, %name, previous, wanted = validated.brokers, %why, "scale-down refused");
+        scale_down_blocked = Some(why);
+        validated.brokers = previous;
+    }
+
+    // 3. build and apply
+    let resources = build_cluster_resources(&validated)?;
+    apply_resources(&ctx, &validated, &resources).await?;
+
+    // 4. orphans
+    delete_orphans::<Service>(
+        &ctx,
+        &validated,
+        "Service",
+        &[
+            validated.headless_service_name(),
+            validated.client_service_name(),
+        ],
+    )
+    .await?;
+    delete_orphans::<ConfigMap>(
+        &ctx,
+        &validated,
+        "ConfigMap",
+        &[validated.config_map_name()],
+    )
+    .await?;
+    delete_orphans::<ServiceAccount>(
+        &ctx,
+        &validated,
+        "ServiceAccount",
+        &[validated.service_account_name()],
+    )
+    .await?;
+    delete_orphans::<PodDisruptionBudget>(
+        &ctx,
+        &validated,
+        "PodDisruptionBudget",
+        &[validated.pod_disruption_budget_name()],
+    )
+    .await?;
+
+    // 5. status
+    let (controller, under_replicated_partitions) = ask_brokers(&validated, &pods).await;
+    let ready_brokers = pods.iter().filter(|p| pod_is_ready(p)).count() as i32;
+    let outdated_pods: Vec<String> = pods
+        .iter()
+        .filter(|p| needs_restart(&resources.stateful_set, p))
+        .map(|p| p.name_any())
+        .collect();
+    let observation = ClusterObservation {
+        brokers: cluster.spec.brokers,
+        previous_replicas,
+        ready_brokers,
+        outdated_pods,
+        scale_down_blocked,
+        controller,
+        under_replicated_partitions,
+    };
+    let brokers = build_broker_statuses(&validated, validated.brokers, &pods);
+    let mut status = cluster.status.clone().unwrap_or_default();
+    status.ready_brokers = ready_brokers;
+    status.controller = controller.filter(|c| *c >= 0);
+    status.bootstrap_servers = bootstrap_servers(&brokers);
+    status.brokers = brokers;
+    apply_conditions(
+        &mut status,
+        plan_cluster_conditions(&observation),
+        cluster.metadata.generation,
+    );
+    let settled = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Progressing" && c.status == "False");
+    patch_status_if_changed(&api, &cluster, status).await?;
+    ctx.reset_backoff(&key(&namespace, &name));
+    Ok(Action::requeue(if settled {
+        ctx.settings.resync_period
+    } else {
+        PROGRESS_REQUEUE
+    }))
+}
+
+/// What to do after a failed reconcile: count it, log it, retry with per-object backoff.
+pub fn cluster_error_policy(
+    cluster: Arc<MessageCluster>,
+    error: &ReconcileClusterError,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, error.metric_reason());
+    let key = key(
+        &cluster.namespace().unwrap_or_default(),
+        &cluster.name_any(),
+    );
+    let delay = ctx.backoff(&key);
+    tracing::warn!(cluster = %key, error = %format_chain(error), retry_in = ?delay, "MessageCluster reconcile failed");
+    Action::requeue(delay)
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    format!("MessageCluster/{namespace}/{name}")
+}
+
+/// An error with its sources, `a: b: c`.
+pub fn format_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(err) = source {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        source = err.source();
+    }
+    out
+}
+
+fn fetch_error(
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    source: kube::Error,
+) -> ReconcileClusterError {
+    ReconcileClusterError::Fetch {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source,
+    }
+}
+
+/// The broker pods of the cluster (by selector labels).
+async fn fetch_pods(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+) -> Result<Vec<Pod>, ReconcileClusterError> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let selector = label_selector(&selector_labels(cluster));
+    api.list(&ListParams::default().labels(&selector))
+        .await
+        .map(|list| list.items)
+        .map_err(|source| fetch_error("Pods", &cluster.namespace, &cluster.name, source))
+}
+
+fn label_selector(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Why brokers `cluster.brokers..previous` must not be removed yet, if they must not.
+/// A broker that cannot be asked counts as holding replicas: removing it is refused
+/// until someone can tell.
+async fn check_scale_down(
+    cluster: &ValidatedCluster,
+    pods: &[Pod],
+    previous: i32,
+) -> Option<String> {
+    let addresses = admin_addresses(cluster, pods);
+    let mut admin = match connect_admin(cluster, &addresses).await {
+        Ok(admin) => admin,
+        Err(err) => {
+            return Some(format!(
+                "cannot check that brokers {}..{} hold no replicas: {err}",
+                cluster.brokers,
+                previous - 1
+            ));
+        }
+    };
+    let mut holdings = Vec::new();
+    for broker in cluster.brokers..previous {
+        let request = DescribePartitionsRequest {
+            topics: Vec::new(),
+            broker,
+            only_unhealthy: false,
+        };
+        match admin.describe_partitions(request).await {
+            Ok(resp) => holdings.push((broker, Some(resp.into_inner().partitions.len()))),
+            Err(status) => {
+                tracing::warn!(broker, error = %status, "DescribePartitions failed");
+                holdings.push((broker, None));
+            }
+        }
+    }
+    scale_down_blocker(&holdings)
+}
+
+/// Pure: given (broker, replicas it holds or None when unknown), the reason to refuse, if any.
+pub fn scale_down_blocker(holdings: &[(i32, Option<usize>)]) -> Option<String> {
+    let blocking: Vec<String> = holdings
+        .iter()
+        .filter_map(|(broker, held)| match held {
+            Some(0) => None,
+            Some(n) => Some(format!("broker {broker} holds {n} partition replica(s)")),
+            None => Some(format!("broker {broker} could not be asked")),
+        })
+        .collect();
+    (!blocking.is_empty()).then(|| {
+        format!(
+            "scale-down refused, the StatefulSet keeps its size: {}; move the partitions off these brokers first",
+            blocking.join("; ")
+        )
+    })
+}
+
+/// Best effort: the active controller and the count of under-replicated
+/// partitions, from any broker that answers; (None, None) when none does.
+async fn ask_brokers(cluster: &ValidatedCluster, pods: &[Pod]) -> (Option<i32>, Option<usize>) {
+    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
+    if ready.is_empty() {
+        return (None, None);
+    }
+    let Ok(mut admin) = connect_admin(cluster, &admin_addresses(cluster, &ready)).await else {
+        return (None, None);
+    };
+    let controller = match admin.describe_cluster(DescribeClusterRequest {}).await {
+        Ok(resp) => Some(resp.into_inner().controller_id),
+        Err(status) => {
+            tracing::debug!(error = %status, "DescribeCluster failed");
+            None
+        }
+    };
+    let unhealthy = DescribePartitionsRequest {
+        topics: Vec::new(),
+        broker: -1,
+        only_unhealthy: true,
+    };
+    let under_replicated = match admin.describe_partitions(unhealthy).await {
+        Ok(resp) => Some(
+            resp.into_inner()
+                .partitions
+                .iter()
+                .filter(|p| p.under_replicated)
+                .count(),
+        ),
+        Err(_) => None,
+    };
+    (controller, under_replicated)
+}
+
+/// Server-side apply of one object with the operator's field manager (forcing
+/// ownership of the fields it sets, so a kubectl edit of them is reverted).
+pub async fn apply_object<K>(
+    ctx: &Context,
+    namespace: &str,
+    kind: &'static str,
+    obj: &K,
+) -> Result<K, ReconcileClusterError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = obj.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(|source| ReconcileClusterError::Apply {
+        kind,
+        namespace: namespace.to_owned(),
+        name,
+        source,
+    })
+}
+
+/// Applies every resource, in this order:
+/// 1. ServiceAccount and 2. ConfigMap: the pods reference both;
+/// 3. headless Service: pod DNS names must exist before brokers look each other up;
+/// 4. client Service; 5. PodDisruptionBudget: protects pods from the first drain;
+/// 6. StatefulSet last, so new pods find everything they need.
+async fn apply_resources(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+    r: &super::ClusterResources,
+) -> Result<(), ReconcileClusterError> {
+    let ns = &cluster.namespace;
+    apply_object(ctx, ns, "ServiceAccount", &r.service_account).await?;
+    apply_object(ctx, ns, "ConfigMap", &r.config_map).await?;
+    apply_object(ctx, ns, "Service", &r.headless_service).await?;
+    apply_object(ctx, ns, "Service", &r.client_service).await?;
+    apply_object(ctx, ns, "PodDisruptionBudget", &r.pod_disruption_budget).await?;
+    apply_object(ctx, ns, "StatefulSet", &r.stateful_set).await?;
+    Ok(())
+}
+
+/// Deletes objects of kind K labelled as this cluster's and owned by it (same
+/// uid) whose name is not in `keep`. StatefulSets and PVCs are never deleted here.
+async fn delete_orphans<K>(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+    kind: &'static str,
+    keep: &[String],
+) -> Result<(), ReconcileClusterError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let selector = format!(
+        "{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={MANAGER}",
+        cluster.name
+    );
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| fetch_error(kind, &cluster.namespace, &cluster.name, source))?;
+    for obj in list.items {
+        let name = obj.name_any();
+        let owned = obj
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == cluster.owner.uid);
+        if !owned || keep.contains(&name) {
+            continue;
+        }
+        tracing::info!(kind, namespace = %cluster.namespace, %name, "deleting orphaned resource");
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(ReconcileClusterError::DeleteOrphan {
+                    kind,
+                    namespace: cluster.namespace.clone(),
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_conditions(
+    status: &mut MessageClusterStatus,
+    updates: Vec<ConditionUpdate>,
+    generation: Option<i64>,
+) {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    for update in updates {
+        set_condition(&mut status.conditions, update, generation, &now);
+    }
+    status.observed_generation = generation;
+}
+
+/// Writes the status only when it differs from the one read (no write, no event, no loop).
+async fn patch_status_if_changed(
+    api: &Api<MessageCluster>,
+    cluster: &MessageCluster,
+    status: MessageClusterStatus,
+) -> Result<(), ReconcileClusterError> {
+    if cluster.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    // Merge patch: absent keys would keep stale values; null removes them.
+    if let Some(map) = body.as_object_mut() {
+        for key in ["controller", "bootstrapServers", "observedGeneration"] {
+            map.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    let name = cluster.name_any();
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": body })),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| ReconcileClusterError::PatchStatus {
+        namespace: cluster.namespace().unwrap_or_default(),
+        name,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_down_is_blocked_by_replicas_or_silence() {
+        assert_eq!(scale_down_blocker(&[(2, Some(0)), (3, Some(0))]), None);
+        let why = scale_down_blocker(&[(2, Some(0)), (3, Some(4)), (4, None)]).expect("blocked");
+        assert!(why.contains("broker 3 holds 4"), "{why}");
+        assert!(why.contains("broker 4 could not be asked"), "{why}");
+        assert!(!why.contains("broker 2"), "{why}");
+    }
+}

@@ -1,0 +1,82 @@
+//! What every reconcile shares: the Kubernetes client, the operator's
+//! settings, metrics, the event recorder and per-object retry backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::metrics::Metrics;
+use crate::settings::OperatorSettings;
+
+/// Field manager of every server-side apply and the events' reporter.
+pub const FIELD_MANAGER: &str = "tideway-operator";
+/// First retry after a transient error; doubles per failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// Longest retry interval after transient errors.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Requeue interval of a spec that cannot work until someone changes it.
+pub const SLOW_REQUEUE: Duration = Duration::from_secs(300);
+
+/// Shared by the reconcilers of one operator process.
+pub struct Context {
+    pub client: Client,
+    pub settings: OperatorSettings,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: OperatorSettings, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one more failure of `key` and returns how long to wait before the next attempt.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff_after(*n)
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn reset_backoff(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// BACKOFF_BASE · 2^(failures−1), at most BACKOFF_MAX.
+pub fn backoff_after(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    (BACKOFF_BASE * factor).min(BACKOFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_after(1), Duration::from_secs(2));
+        assert_eq!(backoff_after(2), Duration::from_secs(4));
+        assert_eq!(backoff_after(5), Duration::from_secs(32));
+        assert_eq!(backoff_after(9), BACKOFF_MAX);
+        assert_eq!(backoff_after(u32::MAX), BACKOFF_MAX);
+    }
+}

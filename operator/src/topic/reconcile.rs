@@ -1,0 +1,432 @@
+//! The Topic reconciler, wrapped in kube's `finalizer` so the Kafka topic is
+//! deleted (deletionPolicy Delete) or kept (Retain) before the resource goes.
+//! Apply: find the cluster → resolve and check the topic (pure) → connect to a
+//! broker's admin API → create, or alter what drifted → status → requeue after
+//! the resync period, so changes made behind the operator's back are repaired.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Resource, ResourceExt};
+use tideway_admin_api::v1::{DeleteTopicRequest, DescribeTopicRequest, TopicDescription};
+use tonic::Code;
+
+use super::plan::{
+    check_replication_factor, describe_alter, plan_alter, plan_create, resolve_desired_topic,
+};
+use crate::admin::{ConnectAdminError, admin_addresses, connect_admin};
+use crate::cluster::reconcile::format_chain;
+use crate::cluster::resources::selector_labels;
+use crate::cluster::validate::{ValidatedCluster, validate_cluster};
+use crate::context::{Context, SLOW_REQUEUE};
+use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason, set_condition};
+use crate::crd::{DeletionPolicy, MessageCluster, Topic, TopicStatus};
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "topic";
+/// Finalizer that holds a Topic until its Kafka topic is deleted or retained.
+pub const TOPIC_FINALIZER: &str = "tideway.dev/topic";
+/// Requeue while the cluster is missing or its brokers do not answer.
+const WAIT_REQUEUE: Duration = Duration::from_secs(15);
+
+/// A step of the Topic reconcile failed (transient: retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum TopicStepError {
+    #[error("Topic has no namespace")]
+    MissingNamespace,
+    #[error("fetching MessageCluster {namespace}/{name}")]
+    FetchCluster {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("fetching the broker pods of MessageCluster {namespace}/{name}")]
+    FetchPods {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    ConnectAdmin(#[from] ConnectAdminError),
+    #[error("{action} of topic {topic}")]
+    Admin {
+        action: &'static str,
+        topic: String,
+        #[source]
+        source: tonic::Status,
+    },
+    #[error("patching the status of Topic {namespace}/{name}")]
+    PatchStatus {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The Topic reconcile failed, in a step or while adding/removing the finalizer.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ReconcileTopicError(#[from] kube::runtime::finalizer::Error<TopicStepError>);
+
+impl ReconcileTopicError {
+    /// Bounded label for the errors metric.
+    pub fn metric_reason(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match &self.0 {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => match e {
+                TopicStepError::MissingNamespace => "MissingNamespace",
+                TopicStepError::FetchCluster { .. } => "FetchCluster",
+                TopicStepError::FetchPods { .. } => "FetchPods",
+                TopicStepError::ConnectAdmin(_) => "ConnectAdmin",
+                TopicStepError::Admin { .. } => "Admin",
+                TopicStepError::PatchStatus { .. } => "PatchStatus",
+            },
+            F::AddFinalizer(_) | F::RemoveFinalizer(_) => "Finalizer",
+            _ => "Finalizer",
+        }
+    }
+}
+
+/// Reconciles one Topic through the finalizer (Apply or Cleanup).
+pub async fn reconcile_topic(
+    topic: Arc<Topic>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileTopicError> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let namespace = topic.namespace().unwrap_or_default();
+    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let action = finalizer(&api, TOPIC_FINALIZER, topic, |event| async {
+        match event {
+            Event::Apply(topic) => apply_topic(&topic, &ctx).await,
+            Event::Cleanup(topic) => cleanup_topic(&topic, &ctx).await,
+        }
+    })
+    .await?;
+    Ok(action)
+}
+
+/// Counts, logs and retries a failed Topic reconcile with per-object backoff.
+pub fn topic_error_policy(
+    topic: Arc<Topic>,
+    error: &ReconcileTopicError,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, error.metric_reason());
+    let key = key(&topic);
+    let delay = ctx.backoff(&key);
+    tracing::warn!(topic = %key, error = %format_chain(error), retry_in = ?delay, "Topic reconcile failed");
+    Action::requeue(delay)
+}
+
+fn key(topic: &Topic) -> String {
+    format!(
+        "Topic/{}/{}",
+        topic.namespace().unwrap_or_default(),
+        topic.name_any()
+    )
+}
+
+/// The referenced cluster, or None when it does not exist.
+async fn fetch_cluster(
+    ctx: &Context,
+    topic: &Topic,
+) -> Result<Option<MessageCluster>, TopicStepError> {
+    let namespace = topic.namespace().ok_or(TopicStepError::MissingNamespace)?;
+    let name = &topic.spec.cluster_ref.name;
+    Api::<MessageCluster>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| TopicStepError::FetchCluster {
+            namespace,
+            name: name.clone(),
+            source,
+        })
+}
+
+async fn fetch_pods(ctx: &Context, cluster: &ValidatedCluster) -> Result<Vec<Pod>, TopicStepError> {
+    let selector = selector_labels(cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Api::<Pod>::namespaced(ctx.client.clone(), &cluster.namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map(|l| l.items)
+        .map_err(|source| TopicStepError::FetchPods {
+            namespace: cluster.namespace.clone(),
+            name: cluster.name.clone(),
+            source,
+        })
+}
+
+fn admin_error(action: &'static str, topic: &str, source: tonic::Status) -> TopicStepError {
+    TopicStepError::Admin {
+        action,
+        topic: topic.to_owned(),
+        source,
+    }
+}
+
+/// Whether the brokers refused on the merits (the request must change), as opposed to a transient failure.
+fn is_rejection(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange
+    )
+}
+
+/// Creates or repairs the topic and reports it.
+///
+/// 1. cluster missing → ClusterNotFound; invalid → ClusterNotReady (both requeued, no error);
+/// 2. resolve the topic; replication factor above the broker count → InvalidReplicationFactor;
+/// 3. connect to a broker; none answers → ClusterNotReady, requeued;
+/// 4. DescribeTopic: missing → CreateTopic; different → AlterTopic; the brokers
+///    refusing → BrokerRejected (requeued slowly); if the spec did not change since
+///    the last reconcile, a create or alter repairs drift and emits an Event;
+/// 5. status from the brokers' description; requeue after the resync period.
+async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepError> {
+    let generation = topic.metadata.generation;
+    let Some(cluster) = fetch_cluster(ctx, topic).await? else {
+        let message = format!(
+            "no MessageCluster {:?} in this namespace",
+            topic.spec.cluster_ref.name
+        );
+        patch_not_ready(ctx, topic, Reason::ClusterNotFound, message).await?;
+        return Ok(Action::requeue(ctx.settings.resync_period));
+    };
+    let cluster = match validate_cluster(&cluster, &ctx.settings.build) {
+        Ok(c) => c,
+        Err(problems) => {
+            let message = format!(
+                "MessageCluster {} has an invalid spec: {}",
+                topic.spec.cluster_ref.name,
+                problems
+                    .iter()
+                    .map(|p| format!("{} {}", p.field, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            patch_not_ready(ctx, topic, Reason::ClusterNotReady, message).await?;
+            return Ok(Action::requeue(ctx.settings.resync_period));
+        }
+    };
+    let desired = resolve_desired_topic(topic, &cluster);
+    if let Some(message) = check_replication_factor(&desired, cluster.brokers) {
+        patch_not_ready(ctx, topic, Reason::InvalidReplicationFactor, message).await?;
+        return Ok(Action::requeue(SLOW_REQUEUE));
+    }
+
+    let pods = fetch_pods(ctx, &cluster).await?;
+    let mut admin = match connect_admin(&cluster, &admin_addresses(&cluster, &pods)).await {
+        Ok(admin) => admin,
+        Err(err) => {
+            patch_not_ready(ctx, topic, Reason::ClusterNotReady, err.to_string()).await?;
+            return Ok(Action::requeue(WAIT_REQUEUE));
+        }
+    };
+
+    let spec_unchanged = generation.is_some()
+        && topic.status.as_ref().and_then(|s| s.observed_generation) == generation;
+    let was_created = topic
+        .status
+        .as_ref()
+        .is_some_and(|s| s.partitions.is_some());
+    let describe = DescribeTopicRequest {
+        name: desired.name.clone(),
+    };
+    let (description, repaired) = match admin.describe_topic(describe).await {
+        Ok(current) => {
+            let current = current.into_inner();
+            match plan_alter(&desired, &current) {
+                None => (current, None),
+                Some(request) => {
+                    let what = describe_alter(&request);
+                    tracing::info!(topic = %desired.name, change = %what, "altering topic");
+                    match admin.alter_topic(request).await {
+                        Ok(resp) => (
+                            resp.into_inner(),
+                            spec_unchanged.then(|| format!("altered back to the spec: {what}")),
+                        ),
+                        Err(status) if is_rejection(&status) => {
+                            patch_not_ready(
+                                ctx,
+                                topic,
+                                Reason::BrokerRejected,
+                                format!("AlterTopic ({what}): {}", status.message()),
+                            )
+                            .await?;
+                            return Ok(Action::requeue(SLOW_REQUEUE));
+                        }
+                        Err(status) => {
+                            return Err(admin_error("AlterTopic", &desired.name, status));
+                        }
+                    }
+                }
+            }
+        }
+        Err(status) if status.code() == Code::NotFound => {
+            tracing::info!(topic = %desired.name, partitions = desired.partitions, rf = desired.replication_factor, "creating topic");
+            match admin.create_topic(plan_create(&desired)).await {
+                Ok(resp) => (
+                    resp.into_inner(),
+                    (spec_unchanged && was_created).then(|| {
+                        "recreated: the topic had been deleted behind the operator's back"
+                            .to_owned()
+                    }),
+                ),
+                Err(status) if is_rejection(&status) => {
+                    patch_not_ready(
+                        ctx,
+                        topic,
+                        Reason::BrokerRejected,
+                        format!("CreateTopic: {}", status.message()),
+                    )
+                    .await?;
+                    return Ok(Action::requeue(SLOW_REQUEUE));
+                }
+                Err(status) => return Err(admin_error("CreateTopic", &desired.name, status)),
+            }
+        }
+        Err(status) => return Err(admin_error("DescribeTopic", &desired.name, status)),
+    };
+    if let Some(note) = repaired {
+        tracing::warn!(topic = %desired.name, %note, "repaired topic drift");
+        publish_event(ctx, topic, EventType::Warning, "DriftRepaired", note).await;
+    }
+
+    let mut status = topic.status.clone().unwrap_or_default();
+    fill_from_description(&mut status, &description);
+    let ready = ConditionUpdate::new(
+        ConditionType::Ready,
+        true,
+        Reason::TopicReady,
+        format!(
+            "{} partition(s), replication factor {}, min-ISR {}",
+            description.partitions, description.replication_factor, description.min_insync_replicas
+        ),
+    );
+    set_condition(&mut status.conditions, ready, generation, &now());
+    status.observed_generation = generation;
+    patch_status_if_changed(ctx, topic, status).await?;
+    ctx.reset_backoff(&key(topic));
+    Ok(Action::requeue(ctx.settings.resync_period))
+}
+
+/// Deletes the Kafka topic when the policy says so. A cluster that is gone (or
+/// going) has nothing to delete from; brokers that exist but do not answer are
+/// retried, so the resource stays until the topic is really gone.
+async fn cleanup_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepError> {
+    let name = topic.kafka_name().to_owned();
+    if topic.spec.deletion_policy == DeletionPolicy::Retain {
+        tracing::info!(topic = %name, "deletionPolicy Retain: keeping the Kafka topic");
+        return Ok(Action::await_change());
+    }
+    let Some(cluster) = fetch_cluster(ctx, topic).await? else {
+        tracing::info!(topic = %name, "cluster is gone: nothing to delete");
+        return Ok(Action::await_change());
+    };
+    if cluster.metadata.deletion_timestamp.is_some() {
+        tracing::info!(topic = %name, "cluster is being deleted: not deleting the topic separately");
+        return Ok(Action::await_change());
+    }
+    let Ok(cluster) = validate_cluster(&cluster, &ctx.settings.build) else {
+        tracing::warn!(topic = %name, "cluster spec is invalid: cannot reach its brokers; keeping the topic");
+        return Ok(Action::await_change());
+    };
+    let pods = fetch_pods(ctx, &cluster).await?;
+    if pods.is_empty() {
+        tracing::info!(topic = %name, "cluster has no broker pods: nothing to delete from");
+        return Ok(Action::await_change());
+    }
+    let mut admin = connect_admin(&cluster, &admin_addresses(&cluster, &pods)).await?;
+    match admin
+        .delete_topic(DeleteTopicRequest { name: name.clone() })
+        .await
+    {
+        Ok(_) => tracing::info!(topic = %name, "deleted Kafka topic"),
+        Err(status) if status.code() == Code::NotFound => {}
+        Err(status) => return Err(admin_error("DeleteTopic", &name, status)),
+    }
+    Ok(Action::await_change())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn fill_from_description(status: &mut TopicStatus, d: &TopicDescription) {
+    status.partitions = Some(d.partitions);
+    status.replication_factor = Some(d.replication_factor);
+    status.min_in_sync_replicas = Some(d.min_insync_replicas);
+    status.under_replicated_partitions = d.under_replicated_partitions;
+    status.under_min_isr_partitions = d.under_min_isr_partitions;
+}
+
+/// Ready=False with `reason`; the other status fields keep their last values.
+async fn patch_not_ready(
+    ctx: &Context,
+    topic: &Topic,
+    reason: Reason,
+    message: String,
+) -> Result<(), TopicStepError> {
+    tracing::info!(topic = %key(topic), %reason, %message, "topic not ready");
+    let mut status = topic.status.clone().unwrap_or_default();
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate::new(ConditionType::Ready, false, reason, message),
+        topic.metadata.generation,
+        &now(),
+    );
+    status.observed_generation = topic.metadata.generation;
+    patch_status_if_changed(ctx, topic, status).await
+}
+
+async fn patch_status_if_changed(
+    ctx: &Context,
+    topic: &Topic,
+    status: TopicStatus,
+) -> Result<(), TopicStepError> {
+    if topic.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let namespace = topic.namespace().ok_or(TopicStepError::MissingNamespace)?;
+    let name = topic.name_any();
+    let body = serde_json::to_value(&status).unwrap_or_default();
+    Api::<Topic>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": body })),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| TopicStepError::PatchStatus {
+            namespace,
+            name,
+            source,
+        })
+}
+
+async fn publish_event(ctx: &Context, topic: &Topic, type_: EventType, reason: &str, note: String) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &topic.object_ref(&())).await {
+        tracing::warn!(topic = %key(topic), error = %err, "could not publish an event");
+    }
+}
