@@ -1,0 +1,229 @@
+// Load-tool helpers for tests/bench that Kafka's own tools do not cover. Runs on the
+// kafka-clients jar of the cached Kafka distribution; compiled once by bench.py (javac) and
+// used unchanged against both brokers.
+//
+//   create-topics BOOTSTRAP PARTITIONS TOPIC...        create topics (RF 1), wait until every
+//                                                      partition has a leader and has taken
+//                                                      one record
+//   multi-produce BOOTSTRAP RECORDS SIZE ACKS TOPIC... ProducerPerformance's loop (same payload,
+//                                                      same defaults, callback latency) spread
+//                                                      over several topics, one batch-sized run
+//                                                      of records per topic in turn; prints
+//                                                      ProducerPerformance's summary line
+//   fixed-rate-e2e BOOTSTRAP TOPIC RATE SECONDS SIZE WARMUP_SECONDS
+//                                                      produce at a fixed rate and consume the
+//                                                      same records; latency = receive time -
+//                                                      intended send time (so a stalled broker
+//                                                      is not hidden by coordinated omission)
+import java.nio.ByteBuffer;
+import java.util.*;
+import java.util.concurrent.*;
+import java.util.concurrent.atomic.*;
+import java.util.concurrent.locks.LockSupport;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.*;
+
+public class BenchTool {
+    public static void main(String[] args) throws Exception {
+        if (args.length == 0) usage();
+        String[] rest = Arrays.copyOfRange(args, 1, args.length);
+        switch (args[0]) {
+            case "create-topics" -> createTopics(rest);
+            case "multi-produce" -> multiProduce(rest);
+            case "fixed-rate-e2e" -> fixedRateE2e(rest);
+            default -> usage();
+        }
+    }
+
+    static void usage() {
+        System.err.println("usage: BenchTool create-topics|multi-produce|fixed-rate-e2e ... (see the source)");
+        System.exit(2);
+    }
+
+    static void createTopics(String[] a) throws Exception {
+        String bootstrap = a[0];
+        int partitions = Integer.parseInt(a[1]);
+        List<String> topics = Arrays.asList(a).subList(2, a.length);
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        try (Admin admin = Admin.create(p)) {
+            List<NewTopic> news = new ArrayList<>();
+            for (String t : topics) news.add(new NewTopic(t, partitions, (short) 1));
+            admin.createTopics(news).all().get(120, TimeUnit.SECONDS);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (true) {
+                boolean ready = true;
+                try {
+                    var descs = admin.describeTopics(topics).allTopicNames().get(30, TimeUnit.SECONDS);
+                    for (var d : descs.values()) {
+                        if (d.partitions().size() != partitions) ready = false;
+                        for (var pi : d.partitions()) if (pi.leader() == null || pi.leader().id() < 0) ready = false;
+                    }
+                } catch (ExecutionException e) {
+                    ready = false;
+                }
+                if (ready) break;
+                if (System.nanoTime() > deadline) throw new RuntimeException("topics not ready after 120 s");
+                Thread.sleep(100);
+            }
+        }
+        // A leader in the metadata does not mean the partition serves yet (Kafka creates the
+        // logs of a new topic in the background, ~40 partitions/s on a loaded 2-core machine):
+        // write one small record to every partition and wait for all the acks.
+        Properties pp = new Properties();
+        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        pp.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "300000");
+        pp.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "60000");
+        pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(pp)) {
+            List<Future<RecordMetadata>> acks = new ArrayList<>();
+            for (String t : topics)
+                for (int i = 0; i < partitions; i++)
+                    acks.add(producer.send(new ProducerRecord<>(t, i, null, "warm".getBytes())));
+            for (Future<RecordMetadata> f : acks) f.get();
+        }
+        System.out.println("created " + topics.size() + " topics x " + partitions + " partitions");
+    }
+
+    /** Same payload as ProducerPerformance --record-size: random uppercase letters, one buffer reused. */
+    static byte[] payload(int size) {
+        byte[] b = new byte[size];
+        Random r = new Random(0);
+        for (int i = 0; i < size; i++) b[i] = (byte) (r.nextInt(26) + 65);
+        return b;
+    }
+
+    static void multiProduce(String[] a) throws Exception {
+        String bootstrap = a[0];
+        long records = Long.parseLong(a[1]);
+        int size = Integer.parseInt(a[2]);
+        String acks = a[3];
+        String[] topics = Arrays.copyOfRange(a, 4, a.length);
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.ACKS_CONFIG, acks);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        byte[] value = payload(size);
+        int run = Math.max(1, 16384 / size);
+        // Latencies in ms, as ProducerPerformance keeps them (it samples; we keep every one).
+        int[] latencies = new int[(int) records];
+        AtomicLong maxLatency = new AtomicLong();
+        AtomicLong sumLatency = new AtomicLong();
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        long start = System.currentTimeMillis();
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
+            for (long i = 0; i < records; i++) {
+                final int idx = (int) i;
+                final long sendMs = System.currentTimeMillis();
+                // Runs of `run` records per topic: each run fills about one producer batch (16 KiB by
+                // default), so the broker sees full batches spread over every partition rather than
+                // one-record batches (which would measure the producer's batching, not the broker).
+                String topic = topics[(int) ((i / run) % topics.length)];
+                producer.send(new ProducerRecord<>(topic, value), (md, e) -> {
+                    if (e != null) { failure.compareAndSet(null, e); return; }
+                    int lat = (int) (System.currentTimeMillis() - sendMs);
+                    latencies[idx] = lat;
+                    sumLatency.addAndGet(lat);
+                    maxLatency.accumulateAndGet(lat, Math::max);
+                });
+            }
+            producer.flush();
+        }
+        long elapsed = Math.max(1, System.currentTimeMillis() - start);
+        if (failure.get() != null) throw failure.get();
+        Arrays.sort(latencies);
+        double recPerSec = 1000.0 * records / elapsed;
+        double mbPerSec = recPerSec * size / (1024.0 * 1024.0);
+        System.out.printf(Locale.ROOT,
+            "%d records sent, %f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, "
+                + "%d ms 50th, %d ms 95th, %d ms 99th, %d ms 99.9th.%n",
+            records, recPerSec, mbPerSec, (double) sumLatency.get() / records, (double) maxLatency.get(),
+            pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999));
+    }
+
+    static int pct(int[] sorted, double q) {
+        return sorted[Math.min(sorted.length - 1, (int) (sorted.length * q))];
+    }
+
+    static void fixedRateE2e(String[] a) throws Exception {
+        String bootstrap = a[0];
+        String topic = a[1];
+        int rate = Integer.parseInt(a[2]);
+        int seconds = Integer.parseInt(a[3]);
+        int size = Math.max(16, Integer.parseInt(a[4]));
+        int warmup = Integer.parseInt(a[5]);
+        long total = (long) rate * (seconds + warmup);
+        long warmupRecords = (long) rate * warmup;
+
+        Properties cp = new Properties();
+        cp.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        cp.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        cp.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        Properties pp = new Properties();
+        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        pp.put(ProducerConfig.ACKS_CONFIG, "all");
+        pp.put(ProducerConfig.LINGER_MS_CONFIG, "0");
+        pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+
+        long[] latNs = new long[(int) (total - warmupRecords)];
+        AtomicLong received = new AtomicLong();
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(cp);
+             KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(pp)) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (var pi : consumer.partitionsFor(topic)) tps.add(new TopicPartition(topic, pi.partition()));
+            consumer.assign(tps);
+            consumer.seekToEnd(tps);
+            for (TopicPartition tp : tps) consumer.position(tp); // resolve the end offsets now
+            producer.partitionsFor(topic); // fetch metadata before the clock starts
+
+            Thread sender = new Thread(() -> {
+                try {
+                    byte[] value = payload(size);
+                    long start = System.nanoTime() + 50_000_000L;
+                    long intervalNs = 1_000_000_000L / rate;
+                    for (long i = 0; i < total; i++) {
+                        long intended = start + i * intervalNs;
+                        long wait;
+                        while ((wait = intended - System.nanoTime()) > 0) LockSupport.parkNanos(wait);
+                        byte[] v = value.clone();
+                        ByteBuffer.wrap(v).putLong(0, i).putLong(8, intended);
+                        producer.send(new ProducerRecord<>(topic, v), (md, e) -> {
+                            if (e != null) failure.compareAndSet(null, e);
+                        });
+                    }
+                    producer.flush();
+                } catch (Exception e) {
+                    failure.compareAndSet(null, e);
+                }
+            });
+            sender.start();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds + warmup + 60);
+            while (received.get() < total && failure.get() == null) {
+                if (System.nanoTime() > deadline) throw new RuntimeException("timed out: received " + received.get() + " of " + total);
+                for (ConsumerRecord<byte[], byte[]> r : consumer.poll(java.time.Duration.ofMillis(100))) {
+                    long now = System.nanoTime();
+                    ByteBuffer b = ByteBuffer.wrap(r.value());
+                    long seq = b.getLong(0);
+                    long intended = b.getLong(8);
+                    if (seq >= warmupRecords) latNs[(int) (seq - warmupRecords)] = now - intended;
+                    received.incrementAndGet();
+                }
+            }
+            sender.join();
+        }
+        if (failure.get() != null) throw failure.get();
+        Arrays.sort(latNs);
+        System.out.printf(Locale.ROOT,
+            "fixed-rate-e2e records=%d rate=%d p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f%n",
+            latNs.length, rate, latNs[(int) (latNs.length * 0.5)] / 1e6, latNs[(int) (latNs.length * 0.99)] / 1e6,
+            latNs[Math.min(latNs.length - 1, (int) (latNs.length * 0.999))] / 1e6, latNs[latNs.length - 1] / 1e6);
+    }
+}

@@ -1,0 +1,606 @@
+"""Side-by-side benchmark of tideway-broker and Apache Kafka on this machine.
+
+Started by tests/bench/run.sh, which fetches Kafka, builds the broker and provides a Python
+with matplotlib; see docs/benchmarks.md for what each scenario measures.
+
+How a measurement runs (one scenario, one repeat, one broker):
+ 1. a fresh work directory and free loopback ports; the broker starts alone;
+ 2. topics are created (and pre-filled where the scenario needs it) with the same tool for
+    both brokers; nothing of this is measured;
+ 3. the broker's CPU time is read from /proc/PID/stat, the load tool (a JVM beside the
+    broker) runs, the CPU time is read again; the peak RSS is VmHWM from /proc/PID/status;
+ 4. the broker is stopped (SIGTERM, then SIGKILL after a deadline; only the PID we started)
+    and its directory removed.
+Repeats alternate the order of the two brokers. Each metric is the median of the repeats;
+the raw repeats are kept beside it. Nothing fails on the numbers: this is a benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from machine import (MIB, ProcStats, free_ports, machine_description, measure_ceilings, topics_ready,
+                     wait_for)
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+KAFKA_VERSION = "4.3.1"
+
+# Topic and broker settings both brokers get (Kafka's defaults, written out for both).
+SEGMENT_BYTES = 1073741824
+RETENTION_MS = 604800000
+MAX_MESSAGE_BYTES = 1048588
+
+# Kafka's own start script defaults (kafka-server-start.sh / kafka-run-class.sh).
+KAFKA_BROKER_JVM = [
+    "-Xmx1G", "-Xms1G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
+]
+TOOL_JVM = ["-Xmx512M", "-server", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each scenario does; `quick` is for development and CI smoke runs."""
+
+    s1_records: int          # 100-byte records, 1 partition
+    s2_records: int          # 1 KiB records, 8 partitions
+    s3_records: int          # 1 KiB records consumed from 8 partitions
+    s4_seconds: int          # measured seconds at 10,000 records/s (after s4_warmup_s)
+    s4_warmup_s: int
+    s4_serial_records: int   # EndToEndLatency round trips
+    s6_records: int          # 1 KiB records over 1,000 partitions
+    s7_idle_s: int
+    loopback_bytes: int
+    disk_bytes: int
+
+
+FULL = Sizes(
+    s1_records=5_000_000, s2_records=2_000_000, s3_records=2_000_000,
+    s4_seconds=30, s4_warmup_s=5, s4_serial_records=5_000, s6_records=1_000_000,
+    s7_idle_s=10, loopback_bytes=4 << 30, disk_bytes=2 << 30,
+)
+QUICK = Sizes(
+    s1_records=200_000, s2_records=50_000, s3_records=50_000,
+    s4_seconds=3, s4_warmup_s=1, s4_serial_records=300, s6_records=20_000,
+    s7_idle_s=2, loopback_bytes=256 << 20, disk_bytes=256 << 20,
+)
+
+def scaled(s: Sizes, f: float) -> Sizes:
+    """The full sizes times `f` (record counts, measured seconds, ceiling bytes), with small floors."""
+    if f == 1.0:
+        return s
+    n = lambda v, lo: max(lo, int(v * f))  # noqa: E731
+    return Sizes(
+        s1_records=n(s.s1_records, 10_000), s2_records=n(s.s2_records, 10_000), s3_records=n(s.s3_records, 10_000),
+        s4_seconds=n(s.s4_seconds, 3), s4_warmup_s=n(s.s4_warmup_s, 1), s4_serial_records=n(s.s4_serial_records, 100),
+        s6_records=n(s.s6_records, 10_000), s7_idle_s=s.s7_idle_s,
+        loopback_bytes=n(s.loopback_bytes, 64 * MIB), disk_bytes=n(s.disk_bytes, 64 * MIB),
+    )
+
+
+SCENARIOS = {
+    "1": "1 produce, 1 partition, 100 B, acks=1",
+    "2": "2 produce, 8 partitions, 1 KiB, acks=all",
+    "3": "3 consume 8 partitions from the start, 1 KiB",
+    "4": "4 end-to-end latency at 10,000 records/s",
+    "5": "5 three brokers, RF=3, min.insync.replicas=2, acks=all",
+    "6": "6 produce over 100 topics x 10 partitions, 1 KiB, acks=all",
+    "7a": "7a idle memory after start-up",
+    "7b": "7b start-up after kill -9 with a full log",
+}
+SKIPPED_5 = (
+    "Tideway is single-node (replication is not implemented yet), so there is nothing to "
+    "compare; three Kafka JVMs on the same 2 cores would measure CPU contention more than "
+    "replication, so the Kafka side is skipped too."
+)
+
+T0 = time.monotonic()
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.monotonic() - T0:7.1f}s] {msg}", flush=True)
+
+
+# --- brokers ------------------------------------------------------------------------------
+
+
+class Broker:
+    kind = "?"
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.started_at = 0.0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def stats(self) -> ProcStats:
+        assert self.proc is not None
+        return ProcStats(self.proc.pid)
+
+    def prepare(self) -> None:
+        """One-time set-up before the first start (ports, config, formatting)."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        log = open(self.workdir / f"{self.kind}.out", "ab")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+        log.close()
+
+    def wait_ready(self, topics: list[str] | None = None, timeout: float = 600) -> float:
+        """Waits until the broker answers Metadata (with leaders for `topics`); returns seconds since start."""
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}; see {self.workdir}")
+            return topics_ready(self.port, topics)
+        wait_for(ready, timeout, f"{self.kind} to be ready")
+        return time.monotonic() - self.started_at
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{self.kind} (pid {self.proc.pid}) did not stop in {timeout:.0f}s; SIGKILL")
+            self.kill9()
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+class Tideway(Broker):
+    kind = "tideway"
+
+    def __init__(self, workdir: Path, binary: Path):
+        super().__init__(workdir)
+        self.binary = binary
+
+    def prepare(self) -> None:
+        self.port, self.http_port, self.admin_port = free_ports(3)
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            f"--data-dir={self.data_dir}",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--http-listen=127.0.0.1:{self.http_port}",
+            f"--admin-listen=127.0.0.1:{self.admin_port}",
+            # Kafka leaves flushing to the OS page cache; compare like with like.
+            "--fsync=never",
+            f"--segment-bytes={SEGMENT_BYTES}",
+            f"--retention-ms={RETENTION_MS}",
+            "--retention-bytes=-1",
+            f"--max-message-bytes={MAX_MESSAGE_BYTES}",
+            "--default-partitions=1",
+            "--group-initial-rebalance-delay-ms=0",
+            "--log=info",
+        ]
+
+
+class Kafka(Broker):
+    kind = "kafka"
+
+    def __init__(self, workdir: Path, home: Path):
+        super().__init__(workdir)
+        self.home = home
+
+    def prepare(self) -> None:
+        self.port, self.controller_port = free_ports(2)
+        props = f"""\
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}
+listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={self.data_dir}
+num.partitions=1
+auto.create.topics.enable=true
+log.segment.bytes={SEGMENT_BYTES}
+log.retention.ms={RETENTION_MS}
+log.retention.bytes=-1
+message.max.bytes={MAX_MESSAGE_BYTES}
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+"""
+        (self.workdir / "server.properties").write_text(props)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run(
+            self._java() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                            "-c", "server.properties", "--standalone"],
+            cwd=self.workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def _java(self) -> list[str]:
+        return ["java", "-cp", f"{self.home}/lib/*",
+                f"-Dlog4j2.configurationFile={HERE / 'log4j2-broker.properties'}",
+                f"-Dkafka.logs.dir={self.workdir}"]
+
+    def command(self) -> list[str]:
+        return ["java", *KAFKA_BROKER_JVM] + self._java()[1:] + ["kafka.Kafka", "server.properties"]
+
+
+# --- load tools ---------------------------------------------------------------------------
+
+
+class Tools:
+    """Kafka's load tools and BenchTool, as JVMs beside the broker."""
+
+    def __init__(self, kafka_home: Path, classes: Path):
+        self.cp = f"{classes}:{kafka_home}/lib/*"
+
+    def run(self, main: str, args: list[str], timeout: float = 1800) -> str:
+        cmd = ["java", *TOOL_JVM, "-cp", self.cp,
+               f"-Dlog4j2.configurationFile={HERE / 'log4j2-tools.properties'}", main, *map(str, args)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            raise RuntimeError(f"{main} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        return p.stdout
+
+    def producer_perf(self, bootstrap: str, topic: str, records: int, size: int, acks: str,
+                      warmup: bool = True) -> dict:
+        args = ["--bootstrap-server", bootstrap, "--topic", topic, "--num-records", records,
+                "--record-size", size, "--throughput", -1]
+        if warmup:
+            args += ["--warmup-records", records // 10]
+        args += ["--command-property", f"acks={acks}"]
+        return parse_producer_perf(self.run("org.apache.kafka.tools.ProducerPerformance", args), size)
+
+    def create_topics(self, bootstrap: str, partitions: int, topics: list[str]) -> None:
+        self.run("BenchTool", ["create-topics", bootstrap, partitions, *topics])
+
+
+PERF_LINE = re.compile(
+    r"(\d+) (?:steady state )?records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+    r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th")
+
+
+def parse_producer_perf(out: str, size: int) -> dict:
+    """ProducerPerformance's summary; the steady-state line (after warm-up) when there is one."""
+    lines = [m for m in PERF_LINE.finditer(out)]
+    if not lines:
+        raise RuntimeError(f"no ProducerPerformance summary in:\n{out[-2000:]}")
+    m = lines[-1]
+    rps = float(m.group(2))
+    return {
+        "records_per_s": rps,
+        "mb_per_s": rps * size / MIB,
+        "avg_ms": float(m.group(4)),
+        "p50_ms": float(m.group(6)),
+        "p99_ms": float(m.group(8)),
+        "p999_ms": float(m.group(9)),
+        "max_ms": float(m.group(5)),
+    }
+
+
+def parse_consumer_perf(out: str) -> dict:
+    rows = [ln for ln in out.splitlines() if ln.count(",") >= 9 and not ln.startswith("start.time")]
+    if not rows:
+        raise RuntimeError(f"no ConsumerPerformance result in:\n{out[-2000:]}")
+    f = [x.strip() for x in rows[-1].split(",")]
+    # start, end, MB, MB/s, nMsg, nMsg/s, rebalance ms, fetch ms, fetch MB/s, fetch nMsg/s
+    return {
+        "records_per_s": float(f[9]),
+        "mb_per_s": float(f[8]),
+        "records": int(f[4]),
+        "rebalance_ms": float(f[6]),
+        "fetch_ms": float(f[7]),
+    }
+
+
+def parse_fixed_rate(out: str) -> dict:
+    m = re.search(r"fixed-rate-e2e records=(\d+) rate=(\d+) p50_ms=([\d.]+) p99_ms=([\d.]+) "
+                  r"p999_ms=([\d.]+) max_ms=([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"no fixed-rate-e2e result in:\n{out[-2000:]}")
+    return {"records_per_s": float(m.group(2)), "p50_ms": float(m.group(3)), "p99_ms": float(m.group(4)),
+            "p999_ms": float(m.group(5)), "max_ms": float(m.group(6))}
+
+
+def parse_end_to_end(out: str) -> dict:
+    avg = re.search(r"Avg latency: ([\d.]+) ms", out)
+    pct = re.search(r"50th = ([\d.]+), 99th = ([\d.]+), 99.9th = ([\d.]+)", out)
+    if not (avg and pct):
+        raise RuntimeError(f"no EndToEndLatency result in:\n{out[-2000:]}")
+    return {"serial_avg_ms": float(avg.group(1)), "serial_p50_ms": float(pct.group(1)),
+            "serial_p99_ms": float(pct.group(2)), "serial_p999_ms": float(pct.group(3))}
+
+
+# --- scenarios ----------------------------------------------------------------------------
+
+
+class Measure:
+    """Broker CPU seconds over a block, and its peak RSS at the end."""
+
+    def __init__(self, broker: Broker):
+        self.stats = broker.stats
+
+    def __enter__(self):
+        self.cpu0 = self.stats.cpu_seconds()
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.result = {"cpu_seconds": self.stats.cpu_seconds() - self.cpu0,
+                           "rss_peak_mb": self.stats.hwm_mb(),
+                           "wall_seconds": time.monotonic() - self.t0}
+
+
+def scenario_1(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
+    tools.create_topics(b.bootstrap, 1, ["s1"])
+    with Measure(b) as m:
+        r = tools.producer_perf(b.bootstrap, "s1", sz.s1_records, 100, "1")
+    return {**r, **m.result}
+
+
+def scenario_2(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
+    tools.create_topics(b.bootstrap, 8, ["s2"])
+    with Measure(b) as m:
+        r = tools.producer_perf(b.bootstrap, "s2", sz.s2_records, 1024, "all")
+    return {**r, **m.result}
+
+
+def scenario_3(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
+    tools.create_topics(b.bootstrap, 8, ["s3"])
+    tools.producer_perf(b.bootstrap, "s3", sz.s3_records, 1024, "1", warmup=False)
+    with Measure(b) as m:
+        out = tools.run("org.apache.kafka.tools.ConsumerPerformance",
+                        ["--bootstrap-server", b.bootstrap, "--topic", "s3", "--num-records", sz.s3_records,
+                         "--group", "bench-s3", "--timeout", 60000])
+    return {**parse_consumer_perf(out), **m.result}
+
+
+def scenario_4(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
+    tools.create_topics(b.bootstrap, 1, ["s4", "s4serial"])
+    with Measure(b) as m:
+        out = tools.run("BenchTool", ["fixed-rate-e2e", b.bootstrap, "s4", 10_000, sz.s4_seconds, 100,
+                                      sz.s4_warmup_s])
+    r = {**parse_fixed_rate(out), **m.result}
+    r["mb_per_s"] = r["records_per_s"] * 100 / MIB
+    out = tools.run("org.apache.kafka.tools.EndToEndLatency",
+                    ["--bootstrap-server", b.bootstrap, "--topic", "s4serial", "--num-records",
+                     sz.s4_serial_records, "--producer-acks", "all", "--record-size", 100])
+    r.update(parse_end_to_end(out))
+    return r
+
+
+def scenario_6(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
+    topics = [f"s6-{i:03d}" for i in range(100)]
+    tools.create_topics(b.bootstrap, 10, topics)
+    with Measure(b) as m:
+        out = tools.run("BenchTool", ["multi-produce", b.bootstrap, sz.s6_records, 1024, "all", *topics])
+    r = {**parse_producer_perf(out, 1024), **m.result}
+    # Same tool, same broker, one 8-partition topic: separates the cost of 1,000 partitions
+    # from the difference between BenchTool and ProducerPerformance (scenario 2).
+    tools.create_topics(b.bootstrap, 8, ["s6-base"])
+    base = parse_producer_perf(
+        tools.run("BenchTool", ["multi-produce", b.bootstrap, sz.s6_records, 1024, "all", "s6-base"]), 1024)
+    r["baseline_8p_mb_per_s"] = base["mb_per_s"]
+    r["relative_to_8p_same_tool"] = r["mb_per_s"] / base["mb_per_s"]
+    return r
+
+
+def scenario_7a(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
+    # The broker was just started on an empty directory by run_one; ready time is from there.
+    time.sleep(sz.s7_idle_s)
+    return {"idle_rss_mb": b.stats.rss_mb(), "rss_peak_mb": b.stats.hwm_mb(),
+            "startup_s": b.ready_s, "cpu_seconds": b.stats.cpu_seconds()}
+
+
+def scenario_7b(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
+    records = int(opts.log_gb * (1 << 30)) // 1024
+    tools.create_topics(b.bootstrap, 8, ["s7"])
+    say(f"  filling {records * 1024 / (1 << 30):.2f} GiB into 8 partitions")
+    tools.producer_perf(b.bootstrap, "s7", records, 1024, "1", warmup=False)
+    log_bytes = sum(f.stat().st_size for f in b.data_dir.rglob("*.log") if f.is_file())
+    b.kill9()
+    b.start()
+    ready_s = b.wait_ready(["s7"])
+    r = {"startup_s": ready_s, "log_gib": log_bytes / (1 << 30), "rss_peak_mb": b.stats.hwm_mb(),
+         "cpu_seconds": b.stats.cpu_seconds()}
+    if isinstance(b, Kafka):
+        # Kafka's own figure for the log loading (recovery) part of its start-up.
+        loads = re.findall(r"Loaded \d+ logs in (\d+)ms", (b.workdir / "server.log").read_text(errors="replace"))
+        if loads:
+            r["log_load_s"] = int(loads[-1]) / 1000
+    return r
+
+
+RUNNERS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "6": scenario_6,
+           "7a": scenario_7a, "7b": scenario_7b}
+
+
+def run_one(key: str, kind: str, ctx) -> dict:
+    workdir = ctx.workroot / f"s{key}-{kind}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    b: Broker = Tideway(workdir, ctx.broker_bin) if kind == "tideway" else Kafka(workdir, ctx.kafka_home)
+    try:
+        b.prepare()
+        b.start()
+        b.ready_s = b.wait_ready()
+        r = RUNNERS[key](b, ctx.tools, ctx.sizes, ctx.opts)
+        # The machine is shared: keep the load beside each measurement (it includes our own ~2).
+        r["load_1m_after"] = os.getloadavg()[0]
+        return r
+    finally:
+        b.stop()
+        if not ctx.opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def aggregate(raw: list[dict]) -> dict:
+    """Median of each numeric metric over the repeats, plus min/max and the raw repeats."""
+    out: dict = {}
+    keys = [k for k in raw[0] if isinstance(raw[0][k], (int, float))]
+    for k in keys:
+        vals = [r[k] for r in raw if k in r]
+        out[k] = round(statistics.median(vals), 3)
+        out[f"{k}_min"] = round(min(vals), 3)
+        out[f"{k}_max"] = round(max(vals), 3)
+    out["repeats"] = raw
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat (development, CI smoke)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per scenario and broker (default 3, quick 1)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiply the full run's record counts and durations (e.g. 0.25 for a reduced run)")
+    ap.add_argument("--only", default="", help="comma-separated scenarios, e.g. 1,2,7 (default: all)")
+    ap.add_argument("--log-gb", type=float, default=None, help="log size in GiB for scenario 7b (default 2 x --scale, quick 0.0625)")
+    ap.add_argument("--broker-bin", type=Path, required=True)
+    ap.add_argument("--kafka-home", type=Path, required=True)
+    ap.add_argument("--classes", type=Path, required=True, help="directory with the compiled BenchTool")
+    ap.add_argument("--out", type=Path, default=REPO / "target" / "bench")
+    ap.add_argument("--no-ceilings", action="store_true", help="skip the loopback and disk ceilings")
+    ap.add_argument("--keep", action="store_true", help="keep broker work directories")
+    ap.add_argument("--brokers", default="tideway,kafka", help="which sides to run (development aid)")
+    opts = ap.parse_args()
+    if opts.repeats is None:
+        opts.repeats = 1 if opts.quick else 3
+    if opts.log_gb is None:
+        opts.log_gb = 0.0625 if opts.quick else round(2.0 * opts.scale, 3)
+    wanted = [s.strip() for s in opts.only.split(",") if s.strip()] or ["1", "2", "3", "4", "5", "6", "7"]
+    keys = [k for k in SCENARIOS if any(k == w or (w == "7" and k.startswith("7")) for w in wanted)]
+    unknown = [w for w in wanted if w not in SCENARIOS and w != "7"]
+    if unknown:
+        ap.error(f"--only: unknown scenario(s) {unknown}; known: 1,2,3,4,5,6,7 (7a, 7b)")
+
+    class Ctx:
+        pass
+    ctx = Ctx()
+    ctx.opts = opts
+    ctx.sizes = QUICK if opts.quick else scaled(FULL, opts.scale)
+    ctx.broker_bin = opts.broker_bin.resolve()
+    ctx.kafka_home = opts.kafka_home.resolve()
+    ctx.tools = Tools(ctx.kafka_home, opts.classes.resolve())
+    opts.out.mkdir(parents=True, exist_ok=True)
+    ctx.workroot = opts.out / "work"
+    shutil.rmtree(ctx.workroot, ignore_errors=True)
+    ctx.workroot.mkdir(parents=True)
+
+    mode = "quick" if opts.quick else ("full" if opts.scale == 1.0 else f"reduced (scale {opts.scale:g})")
+    say(f"{mode} run: scenarios {','.join(keys)}, {opts.repeats} repeat(s), load {os.getloadavg()[0]:.2f}")
+    results = {"machine": machine_description(ctx.workroot, REPO, KAFKA_VERSION), "ceilings": {}, "scenarios": [],
+               "settings": {
+                   "mode": mode, "repeats": opts.repeats, "sizes": ctx.sizes.__dict__, "log_gb_7b": opts.log_gb,
+                   "tideway_flags": "--fsync=never, segment.bytes 1 GiB, retention 7 d, max.message.bytes 1048588, "
+                                    "group initial rebalance delay 0",
+                   "kafka": f"Apache Kafka {KAFKA_VERSION}, KRaft combined broker+controller, "
+                            f"JVM {' '.join(KAFKA_BROKER_JVM)}, same topic settings, log.flush left to the OS",
+                   "load_tools": "Kafka 4.3.1 ProducerPerformance, ConsumerPerformance, EndToEndLatency; "
+                                 "tests/bench/BenchTool.java for scenarios 4 (fixed rate) and 6 (many topics); "
+                                 f"tool JVM {' '.join(TOOL_JVM)}; producer defaults otherwise (linger.ms 5, "
+                                 "batch.size 16 KiB)",
+               }}
+    if not opts.no_ceilings:
+        results["ceilings"] = measure_ceilings(ctx.workroot, ctx.sizes.loopback_bytes, ctx.sizes.disk_bytes,
+                                               1 if opts.quick else 3, say)
+
+    failures = 0
+    for key in keys:
+        name = SCENARIOS[key]
+        if key == "5":
+            say(f"scenario {name}: skipped ({SKIPPED_5})")
+            results["scenarios"].append({"name": name, "skipped": SKIPPED_5,
+                                         "tideway": {"skipped": SKIPPED_5}, "kafka": {"skipped": SKIPPED_5}})
+            continue
+        raw = {"tideway": [], "kafka": []}
+        errors = {"tideway": [], "kafka": []}
+        for rep in range(opts.repeats):
+            order = ["tideway", "kafka"] if rep % 2 == 0 else ["kafka", "tideway"]
+            for kind in [k for k in order if k in opts.brokers.split(",")]:
+                say(f"scenario {name} | repeat {rep + 1}/{opts.repeats} | {kind}")
+                try:
+                    r = run_one(key, kind, ctx)
+                except Exception as e:  # noqa: BLE001 - a failed run is recorded, the benchmark goes on
+                    failures += 1
+                    msg = str(e).strip().splitlines()
+                    say(f"  FAILED: {' | '.join(msg[:6])}")
+                    errors[kind].append(str(e)[-2000:])
+                    continue
+                raw[kind].append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})
+                say("  " + ", ".join(f"{k}={v:.4g}" for k, v in r.items() if isinstance(v, (int, float))
+                                     and not k.endswith("_ms") or k in ("p99_ms", "p999_ms")))
+        entry = {"name": name}
+        for kind in ("tideway", "kafka"):
+            entry[kind] = aggregate(raw[kind]) if raw[kind] else {"failed": errors[kind] or ["no run"]}
+            if errors[kind] and raw[kind]:
+                entry[kind]["errors"] = errors[kind]
+        results["scenarios"].append(entry)
+        write_outputs(results, opts.out)  # keep partial results if a later scenario breaks
+
+    add_relations(results)
+    results["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    write_outputs(results, opts.out, chart=True)
+    if not opts.keep:
+        shutil.rmtree(ctx.workroot, ignore_errors=True)
+    say(f"done: {opts.out / 'results.json'}, {opts.out / 'results.md'}, {opts.out / 'results.png'}"
+        + (f" ({failures} failed run(s), recorded in results.json)" if failures else ""))
+    return 0
+
+
+def add_relations(results: dict) -> None:
+    """Scenario 6 relative to scenario 2, and throughput relative to the machine's ceilings."""
+    by = {s["name"].split()[0]: s for s in results["scenarios"]}
+    for kind in ("tideway", "kafka"):
+        s2, s6 = by.get("2", {}).get(kind, {}), by.get("6", {}).get(kind, {})
+        if "mb_per_s" in s2 and "mb_per_s" in s6 and s2["mb_per_s"]:
+            s6["relative_to_scenario_2"] = round(s6["mb_per_s"] / s2["mb_per_s"], 3)
+        ceil = results.get("ceilings", {})
+        for s in results["scenarios"]:
+            side = s.get(kind, {})
+            if "mb_per_s" in side and not s["name"].startswith("4"):
+                if ceil.get("loopback_mb_per_s"):
+                    side["share_of_loopback"] = round(side["mb_per_s"] / ceil["loopback_mb_per_s"], 5)
+                if ceil.get("disk_write_mb_per_s") and not s["name"].startswith("3"):
+                    side["share_of_disk_write"] = round(side["mb_per_s"] / ceil["disk_write_mb_per_s"], 5)
+
+
+def write_outputs(results: dict, out: Path, chart: bool = False) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    import report  # same directory
+    (out / "results.md").write_text(report.markdown(results))
+    if chart:
+        try:
+            report.chart(results, out / "results.png")
+        except ImportError as e:
+            say(f"no chart ({e}); run tests/bench/run.sh to get matplotlib")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
