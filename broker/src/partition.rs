@@ -86,6 +86,23 @@ impl Partition {
         self.producers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The log, locked for an append, and the headers of the batches to
+    /// append; refused after [`Partition::close`].
+    fn lock_for_append(
+        &self,
+        records: &[u8],
+    ) -> Result<(MutexGuard<'_, PartitionLog>, Vec<BatchHeader>), AppendError> {
+        let log = self.log();
+        if self.closed.load(Ordering::Acquire) {
+            let e = std::io::Error::other("the broker is shutting down");
+            return Err(storage("appending to", &self.dir, e).into());
+        }
+        let headers = batch::batches(records)
+            .filter_map(|b| b.ok().map(|(_, h)| h))
+            .collect();
+        Ok((log, headers))
+    }
+
     /// Checks idempotent batches, appends, and records them. Returns the
     /// append and the log end offset after it. A retried batch that was
     /// already written is acknowledged with its original offsets.
@@ -95,18 +112,7 @@ impl Partition {
         log_append_time: bool,
         now_ms: i64,
     ) -> Result<(AppendInfo, i64), AppendError> {
-        let mut log = self.log();
-        if self.closed.load(Ordering::Acquire) {
-            return Err(storage(
-                "appending to",
-                &self.dir,
-                std::io::Error::other("the broker is shutting down"),
-            )
-            .into());
-        }
-        let headers: Vec<BatchHeader> = batch::batches(&records)
-            .filter_map(|b| b.ok().map(|(_, h)| h))
-            .collect();
+        let (mut log, headers) = self.lock_for_append(&records)?;
         let mut producers = self.producers();
         if let [only] = headers.as_slice() {
             match producers.check(only) {
@@ -163,18 +169,7 @@ impl Partition {
     /// this replica leads. Returns the append and the log end offset after
     /// it. Refused after [`Partition::close`].
     pub fn append_replicated(&self, records: BytesMut) -> Result<(AppendInfo, i64), AppendError> {
-        let mut log = self.log();
-        if self.closed.load(Ordering::Acquire) {
-            return Err(storage(
-                "appending to",
-                &self.dir,
-                std::io::Error::other("the broker is shutting down"),
-            )
-            .into());
-        }
-        let headers: Vec<BatchHeader> = batch::batches(&records)
-            .filter_map(|b| b.ok().map(|(_, h)| h))
-            .collect();
+        let (mut log, headers) = self.lock_for_append(&records)?;
         let info = log.append_replicated(records)?;
         let now_ms = crate::broker::now_ms();
         let mut producers = self.producers();

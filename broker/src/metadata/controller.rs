@@ -180,6 +180,17 @@ pub fn plan_leader_election(
     }
 }
 
+/// The same leader and epoch with `follower` out of the ISR.
+fn without_follower(p: &PartitionRecord, follower: BrokerId) -> PartitionChange {
+    let isr = p.isr.iter().copied().filter(|&b| b != follower).collect();
+    PartitionChange {
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        isr,
+        unclean: false,
+    }
+}
+
 /// Changes after `dead` stopped heartbeating: partitions it led elect a new
 /// leader; partitions where it was a follower in the ISR drop it (the
 /// leader keeps its epoch: only the ISR changes).
@@ -197,16 +208,7 @@ pub fn plan_broker_failure(
                 plan_leader_election(p, alive, Some(dead), unclean_allowed(&key.0)),
             ));
         } else if p.isr.contains(&dead) && p.leader >= 0 {
-            let isr = p.isr.iter().copied().filter(|&b| b != dead).collect();
-            changes.push((
-                key.clone(),
-                PartitionChange {
-                    leader: p.leader,
-                    leader_epoch: p.leader_epoch,
-                    isr,
-                    unclean: false,
-                },
-            ));
+            changes.push((key.clone(), without_follower(p, dead)));
         } else if p.leader < 0 && p.isr.iter().any(|b| alive.contains(b)) {
             // An offline partition whose in-sync replica is back.
             changes.push((key.clone(), plan_leader_election(p, alive, None, false)));
@@ -289,16 +291,7 @@ pub fn plan_controlled_shutdown(
                 changes.push((key.clone(), change));
             }
         } else if p.isr.contains(&broker) && p.leader >= 0 {
-            let isr = p.isr.iter().copied().filter(|&b| b != broker).collect();
-            changes.push((
-                key.clone(),
-                PartitionChange {
-                    leader: p.leader,
-                    leader_epoch: p.leader_epoch,
-                    isr,
-                    unclean: false,
-                },
-            ));
+            changes.push((key.clone(), without_follower(p, broker)));
         }
     }
     (changes, blocked)
