@@ -156,8 +156,15 @@ pub struct Broker {
     reconciling: Mutex<()>,
     /// (next producer id, end of the reserved block).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
-    /// Bumped after every append, waking long-polling fetches.
+    /// Bumped after every append and high watermark move, waking long-polling fetches.
     appended: watch::Sender<u64>,
+    /// ISR changes leaders want committed (see `replication::driver`).
+    proposals: tokio::sync::mpsc::UnboundedSender<crate::replication::driver::PendingProposal>,
+    proposals_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::replication::driver::PendingProposal>>>,
+    /// Set on SIGTERM: leaderships are being handed over.
+    shutting_down: std::sync::atomic::AtomicBool,
+    /// When the controller last acknowledged a heartbeat (ms since the epoch).
+    heartbeat_delivered_ms: std::sync::atomic::AtomicI64,
     pub metrics: Metrics,
     _lock: File,
 }
@@ -173,7 +180,12 @@ impl Broker {
         remove_orphan_partitions(&config.data_dir.join(PARTITIONS_DIR), &image);
         let advertised = (config.listen.ip().to_string(), config.listen.port());
         let reserved = image.producer_ids_reserved_up_to;
+        let (proposals, proposals_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Self {
+            proposals,
+            proposals_rx: Mutex::new(Some(proposals_rx)),
+            shutting_down: false.into(),
+            heartbeat_delivered_ms: now_ms().into(),
             producer_ids: tokio::sync::Mutex::new((reserved, reserved)),
             config,
             advertised: RwLock::new(advertised),
@@ -223,6 +235,52 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(topic.to_string(), index))
             .map(|(_, p)| p.clone())
+    }
+
+    /// The queue of ISR proposals, taken once by the replication driver.
+    pub fn take_proposals(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::replication::driver::PendingProposal>> {
+        self.proposals_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    pub(crate) fn proposals_sender(
+        &self,
+    ) -> &tokio::sync::mpsc::UnboundedSender<crate::replication::driver::PendingProposal> {
+        &self.proposals
+    }
+
+    /// Wakes long-polling fetches (new records or a moved high watermark).
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Controlled shutdown begins: heartbeats tell the controller, fetchers stop.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn heartbeat_delivered(&self) {
+        self.heartbeat_delivered_ms
+            .store(now_ms(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// How long since the controller last acknowledged a heartbeat.
+    pub fn since_heartbeat_delivered(&self) -> std::time::Duration {
+        let at = self
+            .heartbeat_delivered_ms
+            .load(std::sync::atomic::Ordering::Acquire);
+        std::time::Duration::from_millis((now_ms() - at).max(0) as u64)
+    }
+
+    /// Every partition hosted here.
+    pub fn hosted_partitions(&self) -> Vec<Arc<Partition>> {
+        self.all_partitions()
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -367,7 +425,7 @@ impl Broker {
             .map(|b| BrokerInfo {
                 id: b.id,
                 rack: b.rack.clone(),
-                alive: true,
+                alive: !image.fenced.contains(&b.id),
             })
             .collect()
     }
@@ -401,13 +459,12 @@ impl Broker {
         } else {
             i32::from(replication_factor)
         };
-        let live = self.placement_brokers(&image).len();
+        let live = self
+            .placement_brokers(&image)
+            .iter()
+            .filter(|b| b.alive)
+            .count();
         crate::metadata::controller::validate_replication(rf, 1, live)?;
-        if rf > 1 {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {rf}: data replication between brokers is not implemented yet (docs/replication.md); use 1"
-            )));
-        }
         for (k, v) in configs {
             topic_config::validate_entry(k, v)?;
         }
@@ -607,12 +664,77 @@ impl Broker {
                     records,
                     *leo,
                 );
-                self.appended.send_modify(|v| *v = v.wrapping_add(1));
+                let (effects, _) = partition.replica.on_append(*leo, None);
+                self.apply_effects(partition, effects);
+                self.notify_appended();
             }
             Err(AppendError::Log(LogError::Storage { .. })) => self.metrics.storage_error(),
             Err(_) => {}
         }
         result.map(|(info, _)| info)
+    }
+
+    /// Waits until everything below `need` is committed (acks=all).
+    pub async fn await_commit(
+        &self,
+        partition: &Partition,
+        need: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), kafka_protocol::ResponseError> {
+        use crate::replication::replica::AckOutcome;
+        let leo = partition.log().log_end_offset();
+        let (effects, rx) = partition.replica.on_append(leo, Some(need));
+        self.apply_effects(partition, effects);
+        let Some(rx) = rx else {
+            return Err(kafka_protocol::ResponseError::NotLeaderOrFollower);
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(AckOutcome::Committed)) => Ok(()),
+            Ok(Ok(AckOutcome::NotEnoughReplicasAfterAppend)) => {
+                Err(kafka_protocol::ResponseError::NotEnoughReplicasAfterAppend)
+            }
+            Ok(Ok(AckOutcome::NotLeader)) | Ok(Err(_)) => {
+                Err(kafka_protocol::ResponseError::NotLeaderOrFollower)
+            }
+            Err(_) => Err(kafka_protocol::ResponseError::RequestTimedOut),
+        }
+    }
+
+    /// Appends batches fetched from the leader (a follower) and records
+    /// the log end offset metric. Returns the log end offset after it.
+    pub async fn append_replicated(
+        &self,
+        partition: &Arc<Partition>,
+        records: Bytes,
+    ) -> Result<i64, AppendError> {
+        let records = BytesMut::from(records);
+        let p = partition.clone();
+        let run = move || p.append_replicated(records);
+        let result = if self.config.log_defaults.fsync == FsyncPolicy::Always {
+            tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+                Err(LogError::Storage {
+                    action: "appending to",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e),
+                }
+                .into())
+            })
+        } else {
+            run()
+        };
+        match result {
+            Ok((_, leo)) => {
+                self.metrics
+                    .set_log_end_offset(&partition.topic, partition.index, leo);
+                Ok(leo)
+            }
+            Err(e) => {
+                if matches!(e, AppendError::Log(LogError::Storage { .. })) {
+                    self.metrics.storage_error();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// A receiver that changes after every append (for fetch long-polling).

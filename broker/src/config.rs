@@ -113,6 +113,27 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_OFFSETS_RETENTION_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true)]
     pub offsets_retention_ms: i64,
 
+    /// This broker's rack (or zone): replicas of a partition are spread over racks.
+    #[arg(long, env = "TIDEWAY_RACK")]
+    pub rack: Option<String>,
+
+    /// host:port other brokers' followers fetch from; defaults to --advertised-address.
+    #[arg(long, env = "TIDEWAY_REPLICATION_ADVERTISED_ADDRESS", value_parser = parse_host_port)]
+    pub replication_advertised_address: Option<(String, u16)>,
+
+    /// The controller fences a broker that has not heartbeated for this long:
+    /// its leaderships move to in-sync replicas (broker.session.timeout.ms).
+    #[arg(long, env = "TIDEWAY_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000, value_parser = clap::value_parser!(u64).range(100..), allow_negative_numbers = true)]
+    pub broker_session_timeout_ms: u64,
+
+    /// A follower that has not caught up with its leader for this long leaves the ISR (replica.lag.time.max.ms).
+    #[arg(long, env = "TIDEWAY_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..), allow_negative_numbers = true)]
+    pub replica_lag_time_max_ms: u64,
+
+    /// On SIGTERM, how long to wait for this broker's leaderships to move before stopping anyway.
+    #[arg(long, env = "TIDEWAY_CONTROLLED_SHUTDOWN_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(0..), allow_negative_numbers = true)]
+    pub controlled_shutdown_timeout_ms: u64,
+
     /// Log filter in tracing's EnvFilter syntax (e.g. info, tideway_broker=debug).
     #[arg(long, env = "TIDEWAY_LOG", default_value = "info,openraft=warn")]
     pub log: String,
@@ -160,6 +181,11 @@ pub struct BrokerConfig {
     pub max_request_bytes: usize,
     pub groups: GroupConfig,
     pub offsets_retention_ms: i64,
+    pub rack: Option<String>,
+    pub replication_advertised_address: Option<(String, u16)>,
+    pub broker_session_timeout: Duration,
+    pub replica_lag_time_max_ms: i64,
+    pub controlled_shutdown_timeout: Duration,
 }
 
 impl BrokerConfig {
@@ -200,6 +226,11 @@ impl BrokerConfig {
                 ),
             },
             offsets_retention_ms: args.offsets_retention_ms,
+            rack: args.rack.clone().filter(|r| !r.is_empty()),
+            replication_advertised_address: args.replication_advertised_address.clone(),
+            broker_session_timeout: Duration::from_millis(args.broker_session_timeout_ms),
+            replica_lag_time_max_ms: args.replica_lag_time_max_ms as i64,
+            controlled_shutdown_timeout: Duration::from_millis(args.controlled_shutdown_timeout_ms),
         }
     }
 

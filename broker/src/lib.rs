@@ -212,6 +212,24 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
     });
     let _ = ctx_cell.set(ctx.clone());
 
+    // Roles (leader/follower) are set before the listener serves.
+    let proposals = broker
+        .take_proposals()
+        .ok_or_else(|| RunError::StartTask("the replication driver started twice".into()))?;
+    let driver = replication::driver::start(&broker, proposals, stopping_rx.clone());
+    tasks.spawn(async move {
+        let _ = driver.await;
+    });
+    if broker.config.voters.is_some() {
+        tasks.spawn(replication::control::heartbeat_loop(
+            broker.clone(),
+            stopping_rx.clone(),
+        ));
+        tasks.spawn(replication::control::controller_loop(
+            broker.clone(),
+            stopping_rx.clone(),
+        ));
+    }
     tasks.spawn(server::serve(ctx.clone(), listener, stopping_rx.clone()));
     spawn_background(&mut tasks, &ctx, &stopping_rx);
     ready.store(true, Ordering::Release);
@@ -229,16 +247,25 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
 /// Records this broker's advertised address in the metadata when it is new or changed.
 async fn register(broker: &Broker, host: &str, port: u16) -> Result<(), RunError> {
     let me = broker.node_id();
-    let current = broker.image().brokers.get(&me).cloned();
-    if current.is_some_and(|b| b.host == host && b.port == port) {
-        return Ok(());
-    }
     let record = MetadataRecord::BrokerRegistered {
         id: me,
         host: host.to_string(),
         port,
-        rack: None,
+        rack: broker.config.rack.clone(),
+        replication: broker.config.replication_advertised_address.clone(),
     };
+    let current = broker.image().brokers.get(&me).cloned();
+    if current.is_some_and(|b| {
+        (b.host.as_str(), b.port, &b.rack, &b.replication)
+            == (
+                host,
+                port,
+                &broker.config.rack,
+                &broker.config.replication_advertised_address,
+            )
+    }) {
+        return Ok(());
+    }
     broker
         .store()
         .commit(vec![record])
@@ -337,28 +364,6 @@ fn spawn_background(
             }
         })
     }));
-    // Metadata committed anywhere in the cluster reaches this broker's partitions.
-    {
-        let broker = ctx.broker.clone();
-        let mut images = broker.store().subscribe();
-        let mut stopping = stopping.clone();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    changed = images.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        let image = images.borrow_and_update().clone();
-                        if let Err(e) = broker.reconcile_partitions(&image, false) {
-                            tracing::error!(error = %e, "opening partitions assigned here failed");
-                        }
-                    }
-                    _ = stopped(&mut stopping) => return,
-                }
-            }
-        });
-    }
     if let FsyncPolicy::Interval(period) = config.log_defaults.fsync {
         tasks.spawn(every(period, |ctx| {
             Box::pin(async move {
@@ -381,6 +386,9 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
     let running = start(config).await?;
     wait_for_signal().await;
     tracing::info!("stopping");
+    if running.ctx.broker.config.voters.is_some() {
+        replication::control::controlled_shutdown(&running.ctx.broker).await;
+    }
     running.stop().await;
     Ok(())
 }

@@ -43,6 +43,7 @@ pub struct Metrics {
     bytes_out: Family<TopicLabels, Counter>,
     log_end_offset: Family<PartitionLabels, Gauge>,
     storage_errors: Counter,
+    unclean_elections: Counter,
     group_lag: Family<GroupPartitionLabels, Gauge>,
     group_committed: Family<GroupPartitionLabels, Gauge>,
 }
@@ -64,6 +65,7 @@ impl Metrics {
         let bytes_out = Family::<TopicLabels, Counter>::default();
         let log_end_offset = Family::<PartitionLabels, Gauge>::default();
         let storage_errors = Counter::default();
+        let unclean_elections = Counter::default();
         let group_lag = Family::<GroupPartitionLabels, Gauge>::default();
         let group_committed = Family::<GroupPartitionLabels, Gauge>::default();
         registry.register(
@@ -111,6 +113,11 @@ impl Metrics {
             "Failed reads, writes and flushes of partition logs",
             storage_errors.clone(),
         );
+        registry.register(
+            "unclean_leader_elections",
+            "Leaders elected from outside the ISR (acknowledged records may be lost); counted by the controller",
+            unclean_elections.clone(),
+        );
         Self {
             registry,
             requests,
@@ -120,6 +127,7 @@ impl Metrics {
             bytes_out,
             log_end_offset,
             storage_errors,
+            unclean_elections,
             group_lag,
             group_committed,
         }
@@ -162,6 +170,10 @@ impl Metrics {
                 partition,
             })
             .set(offset);
+    }
+
+    pub fn unclean_election(&self) {
+        self.unclean_elections.inc();
     }
 
     pub fn storage_error(&self) {

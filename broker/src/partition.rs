@@ -24,6 +24,7 @@ use kafka_protocol::ResponseError;
 use crate::idempotence::{Check, ProducerStates, Snapshot};
 use crate::log::batch::{self, BatchHeader};
 use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog};
+use crate::replication::replica::Replica;
 
 const PRODUCER_SNAPSHOT: &str = "producer-state.snapshot";
 /// Idle producers are forgotten after this long (Kafka's producer.id.expiration.ms).
@@ -45,6 +46,8 @@ pub struct Partition {
     producers: Mutex<ProducerStates>,
     /// Set at shutdown after the final flush: later appends are refused.
     closed: AtomicBool,
+    /// Leader or follower, the high watermark, acks=all waiters.
+    pub replica: Replica,
 }
 
 fn storage(action: &'static str, path: &Path, source: std::io::Error) -> LogError {
@@ -73,6 +76,7 @@ impl Partition {
             log: Mutex::new(log),
             producers: Mutex::new(states),
             closed: false.into(),
+            replica: Replica::default(),
         })
     }
 
@@ -103,9 +107,10 @@ impl Partition {
         Ok((log, headers))
     }
 
-    /// Checks idempotent batches, appends, and records them. Returns the
-    /// append and the log end offset after it. A retried batch that was
-    /// already written is acknowledged with its original offsets.
+    /// Checks idempotent batches, appends them stamped with this replica's
+    /// current leader epoch, and records them. Returns the append and the
+    /// log end offset after it. A retried batch that was already written is
+    /// acknowledged with its original offsets.
     pub fn append(
         &self,
         records: BytesMut,
@@ -148,7 +153,8 @@ impl Partition {
                 }
             }
         }
-        let info = log.append(records, 0, log_append_time, now_ms)?;
+        let epoch = self.replica.view().epoch.max(0);
+        let info = log.append(records, epoch, log_append_time, now_ms)?;
         let mut next = info.base_offset;
         for h in headers {
             let placed = BatchHeader {

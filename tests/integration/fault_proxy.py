@@ -5,6 +5,11 @@ forwards frames to the broker unchanged. While `drop_produce_responses` is above
 zero, a Produce response from the broker is swallowed and both connections are
 closed: the broker has written the batch but the client never hears of it, so it
 retries. That is exactly the case the idempotent producer must survive.
+
+`cut()` is a network partition between the proxy's clients and the broker: every
+open proxied connection is closed and, until `heal()`, new ones are closed as soon
+as they are accepted (counted in `refused`). The replication tests put one proxy
+in front of each broker's replication address to cut a leader off its followers.
 """
 
 from __future__ import annotations
@@ -46,7 +51,33 @@ class FaultProxy:
         self._server = socket.create_server(("127.0.0.1", listen_port))
         self._closed = False
         self._sockets: list[socket.socket] = []
+        self._cut = False
+        self.refused = 0  # connections closed on arrival while cut
+        self._open: set[tuple[socket.socket, socket.socket]] = set()  # (client, upstream) pairs
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        """Closes every open proxied connection and closes new ones on arrival until `heal()`."""
+        with self._lock:
+            self._cut = True
+            pairs = list(self._open)
+            self._open.clear()
+        for client, upstream in pairs:
+            self._shut(client, upstream)
+
+    def heal(self) -> None:
+        """Forwards new connections again (connections closed by `cut()` stay closed)."""
+        with self._lock:
+            self._cut = False
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut
+
+    def _refuse(self, client: socket.socket) -> None:
+        with self._lock:
+            self.refused += 1
+        self._shut(client)
 
     def close(self) -> None:
         self._closed = True
@@ -63,11 +94,22 @@ class FaultProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            if self._cut:
+                self._refuse(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
                 upstream.settimeout(None)
             except OSError:
                 client.close()
+                continue
+            with self._lock:
+                cut = self._cut  # checked again: cut() may have run while connecting
+                if not cut:
+                    self._open.add((client, upstream))
+            if cut:
+                self._shut(upstream)
+                self._refuse(client)
                 continue
             self._sockets += [client, upstream]
             pending: dict[int, int] = {}  # correlation id -> api key
@@ -83,6 +125,10 @@ class FaultProxy:
                 pass
             s.close()
 
+    def _forget(self, client: socket.socket, upstream: socket.socket) -> None:
+        with self._lock:
+            self._open.discard((client, upstream))
+
     def _client_to_broker(self, client, upstream, pending) -> None:
         try:
             while (frame := _read_frame(client)) is not None:
@@ -91,6 +137,7 @@ class FaultProxy:
                 upstream.sendall(frame)
         except OSError:
             pass
+        self._forget(client, upstream)
         self._shut(client, upstream)
 
     def _should_drop(self, api_key: int) -> bool:
@@ -113,4 +160,5 @@ class FaultProxy:
                 client.sendall(frame)
         except OSError:
             pass
+        self._forget(client, upstream)
         self._shut(client, upstream)

@@ -3,8 +3,8 @@
 //! operator and tools. Errors are gRPC statuses naming the object (mapped
 //! in [`status`]). The proto is `broker/proto/admin.proto`.
 //!
-//! This node is the whole cluster until the replication work adds brokers:
-//! every partition has this broker as its only replica and leader.
+//! Leaders, epochs and ISRs come from the metadata every broker holds;
+//! offsets and the high watermark from the answering broker's own replica.
 
 pub mod risk;
 
@@ -68,27 +68,28 @@ fn partition_states(broker: &Broker, topic: &TopicMeta) -> Vec<PartitionState> {
     (0..topic.partitions)
         .map(|index| {
             let replicas = topic.replicas(index).to_vec();
-            let leader = topic.leader(index);
-            let (start, end) = match broker.partition(&topic.name, index) {
+            let state = topic.state(index);
+            let leader = state.leader;
+            let (start, end, hw) = match broker.partition(&topic.name, index) {
                 Some(p) => {
+                    let hw = p.replica.high_watermark();
                     let log = p.log();
-                    (log.log_start_offset(), log.log_end_offset())
+                    (log.log_start_offset(), log.log_end_offset(), hw)
                 }
-                None => (-1, -1),
+                None => (-1, -1, -1),
             };
-            // Until replication is wired every replica set has one member, in sync.
-            let isr = replicas.clone();
+            let isr = state.isr.clone();
             PartitionState {
                 topic: topic.name.clone(),
                 partition: index,
                 leader,
-                leader_epoch: 0,
+                leader_epoch: state.leader_epoch,
                 under_replicated: isr.len() < replicas.len(),
                 under_min_isr: (isr.len() as i32) < min_isr,
                 offline: leader < 0,
                 replicas,
                 isr,
-                high_watermark: end,
+                high_watermark: hw,
                 log_end_offset: end,
                 log_start_offset: start,
                 min_insync_replicas: min_isr,
@@ -148,7 +149,7 @@ impl Admin for AdminService {
                 host: m.host.clone(),
                 port: i32::from(m.port),
                 rack: m.rack.clone().unwrap_or_default(),
-                alive: true,
+                alive: !image.fenced.contains(&m.id),
                 draining: false,
             })
             .collect();

@@ -15,12 +15,13 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, now_ms};
+use crate::replication::replica::check_epoch;
 use crate::server::errors::log_error_code;
 
 /// Fetches never wait longer than this, whatever the client asks.
@@ -88,17 +89,64 @@ fn read_once(
                 }
             };
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            // A follower (replica id ≥ 0) reads up to the log end and reports
+            // its progress; consumers read up to the high watermark.
+            let follower = replica_id(request, version);
+            let checked = match follower {
+                Some(id) => partition
+                    .replica
+                    .on_follower_fetch(id, p.current_leader_epoch, p.fetch_offset, now_ms())
+                    .map(|effects| broker.apply_effects(&partition, effects)),
+                None => partition
+                    .replica
+                    .leader_epoch(false)
+                    .and_then(|epoch| check_epoch(epoch, p.current_leader_epoch)),
+            };
+            if let Err(code) = checked {
+                has_error = true;
+                partitions.push(
+                    reply
+                        .with_error_code(code.code())
+                        .with_high_watermark(-1)
+                        .with_records(Some(Bytes::new())),
+                );
+                continue;
+            }
+            let hw = partition.replica.high_watermark();
             let log = partition.log();
             let (start, end) = (log.log_start_offset(), log.log_end_offset());
+            let hw = hw.min(end);
             let reply = reply
-                .with_high_watermark(end)
-                .with_last_stable_offset(end)
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
                 .with_log_start_offset(if version >= 5 { start } else { -1 });
-            // Once the response is full, later partitions only report offsets.
-            let read = if limit == 0 && total > 0 {
+            // A follower whose last epoch ends earlier here has a divergent tail (KIP-320).
+            if follower.is_some() && version >= 12 && p.last_fetched_epoch >= 0 {
+                let (epoch, end_offset) = log
+                    .end_offset_for_epoch(p.last_fetched_epoch)
+                    .unwrap_or((-1, -1));
+                if epoch < p.last_fetched_epoch || end_offset < p.fetch_offset {
+                    drop(log);
+                    has_error = true; // answer now: the follower must truncate first
+                    partitions.push(
+                        reply
+                            .with_diverging_epoch(
+                                EpochEndOffset::default()
+                                    .with_epoch(epoch)
+                                    .with_end_offset(end_offset),
+                            )
+                            .with_records(Some(Bytes::new())),
+                    );
+                    continue;
+                }
+            }
+            let upper = if follower.is_some() { end } else { hw };
+            // Once the response is full, later partitions only report offsets;
+            // a consumer past the high watermark (but within the log) waits.
+            let read = if (limit == 0 && total > 0) || (p.fetch_offset >= upper && p.fetch_offset <= end) {
                 Ok(Bytes::new())
             } else {
-                log.read(p.fetch_offset, limit.max(1), end)
+                log.read(p.fetch_offset, limit.max(1), upper)
             };
             drop(log);
             match read {
@@ -144,4 +192,15 @@ fn read_once(
         total,
         has_error,
     )
+}
+
+/// The fetching replica's id, or None for a consumer (v15+ moved it into
+/// `replica_state`).
+fn replica_id(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(id)
 }

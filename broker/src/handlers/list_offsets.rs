@@ -39,11 +39,16 @@ pub fn handle(
                             Ok(partition) => partition,
                             Err(code) => return reply.with_error_code(code.code()),
                         };
+                    let hw = match (p.timestamp, partition.replica.visible_high_watermark()) {
+                        (LATEST, Err(code)) => return reply.with_error_code(code.code()),
+                        (_, hw) => hw.unwrap_or(-1),
+                    };
                     let log = partition.log();
                     let found = match p.timestamp {
+                        // Consumers see up to the high watermark (READ_UNCOMMITTED).
                         LATEST => Ok(Some(TimestampOffset {
                             timestamp: -1,
-                            offset: log.log_end_offset(),
+                            offset: hw.min(log.log_end_offset()),
                         })),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some(TimestampOffset {
                             timestamp: -1,

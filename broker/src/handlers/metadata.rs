@@ -137,7 +137,8 @@ fn topic_entry(topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|i| {
             let replicas: Vec<BrokerId> = topic.replicas(i).iter().map(|&b| BrokerId(b)).collect();
-            let leader = topic.leader(i);
+            let state = topic.state(i);
+            let leader = state.leader;
             MetadataResponsePartition::default()
                 .with_partition_index(i)
                 .with_error_code(if leader < 0 {
@@ -146,9 +147,8 @@ fn topic_entry(topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
                     0
                 })
                 .with_leader_id(BrokerId(leader))
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                // Until replication is wired, every replica set is its leader alone and in sync.
-                .with_isr_nodes(replicas.clone())
+                .with_leader_epoch(if version >= 7 { state.leader_epoch } else { -1 })
+                .with_isr_nodes(state.isr.iter().map(|&b| BrokerId(b)).collect())
                 .with_replica_nodes(replicas)
         })
         .collect();

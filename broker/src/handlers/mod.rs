@@ -105,14 +105,17 @@ pub async fn handle(
     })
 }
 
-/// The partition if this broker hosts it; NOT_LEADER_OR_FOLLOWER when it
-/// exists elsewhere in the cluster, UNKNOWN_TOPIC_OR_PARTITION when not at all.
+/// The partition if this broker leads it; NOT_LEADER_OR_FOLLOWER when it
+/// exists elsewhere in the cluster (or here as a follower, or offline),
+/// UNKNOWN_TOPIC_OR_PARTITION when not at all.
 pub(crate) fn hosted(
     broker: &Broker,
     topic: &str,
     index: i32,
 ) -> Result<Arc<crate::broker::Partition>, kafka_protocol::ResponseError> {
-    if let Some(p) = broker.partition(topic, index) {
+    if let Some(p) = broker.partition(topic, index)
+        && p.replica.leader_epoch(false).is_ok()
+    {
         return Ok(p);
     }
     let exists = broker

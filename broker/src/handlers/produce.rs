@@ -20,6 +20,7 @@ pub async fn handle(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let timeout = std::time::Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
     let image = broker.image();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
@@ -75,15 +76,23 @@ pub async fn handle(
                 continue;
             }
             let configs = broker.topic_configs(meta);
-            // A single node is the whole ISR.
-            if acks == -1 && configs.min_insync_replicas() > 1 {
-                partitions.push(fail(
-                    ResponseError::NotEnoughReplicas,
+            // Leading, and for acks=all with ISR ≥ min.insync.replicas, before the append.
+            if let Err(code) = partition.replica.leader_epoch(acks == -1) {
+                let why = if code == ResponseError::NotEnoughReplicas {
                     format!(
-                        "min.insync.replicas is {} but only 1 replica is in sync",
+                        "{}-{}: fewer in-sync replicas than min.insync.replicas {}",
+                        topic.name.as_str(),
+                        data.index,
                         configs.min_insync_replicas()
-                    ),
-                ));
+                    )
+                } else {
+                    format!(
+                        "{}-{} is not led by this broker",
+                        topic.name.as_str(),
+                        data.index
+                    )
+                };
+                partitions.push(fail(code, why));
                 continue;
             }
             let Some(records) = data.records.filter(|r| !r.is_empty()) else {
@@ -98,6 +107,20 @@ pub async fn handle(
                 .await
             {
                 Ok(info) => {
+                    if acks == -1
+                        && let Err(code) = broker
+                            .await_commit(&partition, info.last_offset + 1, timeout)
+                            .await
+                    {
+                        partitions.push(fail(
+                            code,
+                            format!(
+                                "{}-{}: appended at offset {} but not committed: {code:?}",
+                                partition.topic, partition.index, info.base_offset
+                            ),
+                        ));
+                        continue;
+                    }
                     let log_start = if version >= 5 {
                         partition.log().log_start_offset()
                     } else {

@@ -297,5 +297,78 @@ pub fn plan_controlled_shutdown(
     (changes, blocked)
 }
 
+/// One pass of the controller over the whole image, level-triggered (so a
+/// pass that failed or ran on a stale image is simply repeated):
+/// - a partition whose leader is not `alive` elects a new one
+///   ([`plan_leader_election`], unclean only if the topic allows it);
+/// - an offline partition with a live in-sync replica (or, if the topic
+///   allows unclean election, any live replica) elects it;
+/// - followers that are not alive leave the ISR.
+///
+/// Returns `PartitionChanged` records guarded by the state they were
+/// computed from, and whether each election was unclean.
+pub fn plan_partition_repairs(
+    image: &crate::metadata::MetadataImage,
+    alive: &BTreeSet<BrokerId>,
+) -> Vec<crate::metadata::MetadataRecord> {
+    use crate::metadata::{MetadataRecord, PartitionState};
+    let mut records = Vec::new();
+    for t in image.topics.values() {
+        let unclean_allowed = t
+            .configs
+            .get("unclean.leader.election.enable")
+            .is_some_and(|v| v == "true");
+        for p in 0..t.partitions {
+            let st = t.state(p);
+            let record = PartitionRecord {
+                replicas: t.replicas(p).to_vec(),
+                isr: st.isr.clone(),
+                leader: st.leader,
+                leader_epoch: st.leader_epoch,
+            };
+            let change = if st.leader >= 0 && !alive.contains(&st.leader) {
+                Some(plan_leader_election(
+                    &record,
+                    alive,
+                    Some(st.leader),
+                    unclean_allowed,
+                ))
+            } else if st.leader < 0 {
+                Some(plan_leader_election(&record, alive, None, unclean_allowed))
+                    .filter(|c| c.leader >= 0)
+            } else if st.isr.iter().any(|b| !alive.contains(b)) {
+                let isr = st
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|b| *b == st.leader || alive.contains(b))
+                    .collect();
+                Some(PartitionChange {
+                    leader: st.leader,
+                    leader_epoch: st.leader_epoch,
+                    isr,
+                    unclean: false,
+                })
+            } else {
+                None
+            };
+            if let Some(c) = change {
+                records.push(MetadataRecord::PartitionChanged {
+                    topic: t.name.clone(),
+                    partition: p,
+                    expect: st,
+                    state: PartitionState {
+                        leader: c.leader,
+                        leader_epoch: c.leader_epoch,
+                        isr: c.isr,
+                    },
+                    unclean: c.unclean,
+                });
+            }
+        }
+    }
+    records
+}
+
 #[cfg(test)]
 mod tests;

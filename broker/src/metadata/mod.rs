@@ -39,6 +39,9 @@ pub enum MetadataRecord {
         host: String,
         port: u16,
         rack: Option<String>,
+        /// Where followers fetch from this broker, if not host:port.
+        #[serde(default)]
+        replication: Option<(String, u16)>,
     },
     /// `assignments[p]` lists partition p's replicas, the first one leading.
     TopicCreated {
@@ -68,6 +71,50 @@ pub enum MetadataRecord {
     ProducerIdsReserved {
         up_to: i64,
     },
+    /// A partition's leader, leader epoch or ISR changed. Applied only if
+    /// the partition is still in state `expect` (compare-and-set: a change
+    /// computed from a stale image is dropped), and never adds a fenced
+    /// broker to the ISR.
+    PartitionChanged {
+        topic: String,
+        partition: i32,
+        expect: PartitionState,
+        state: PartitionState,
+        /// The new leader was not in the ISR: acknowledged data may be lost.
+        #[serde(default)]
+        unclean: bool,
+    },
+    /// The controller stopped counting a broker as alive (missed
+    /// heartbeats, or it asked to shut down): it may not lead or join an ISR.
+    BrokerFenced {
+        id: i32,
+    },
+    BrokerUnfenced {
+        id: i32,
+    },
+}
+
+/// Who leads a partition, at which epoch, and which replicas are in sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// -1 when offline.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+impl PartitionState {
+    /// Equal leader and epoch, and the same ISR in any order.
+    pub fn same_as(&self, other: &PartitionState) -> bool {
+        let sorted = |isr: &[i32]| {
+            let mut v = isr.to_vec();
+            v.sort_unstable();
+            v
+        };
+        self.leader == other.leader
+            && self.leader_epoch == other.leader_epoch
+            && sorted(&self.isr) == sorted(&other.isr)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,8 +124,13 @@ pub struct TopicMeta {
     pub partitions: i32,
     /// Topic-level overrides only; broker defaults fill the rest.
     pub configs: BTreeMap<String, String>,
-    /// Replicas of each partition, the first one leading.
+    /// Replicas of each partition, the first one preferred as leader.
     pub assignments: Vec<Vec<i32>>,
+    /// Leader, epoch and ISR of each partition; missing entries (records
+    /// from before replication) mean the first replica leads at epoch 0
+    /// with every replica in sync.
+    #[serde(default)]
+    pub states: Vec<PartitionState>,
 }
 
 impl TopicMeta {
@@ -90,9 +142,27 @@ impl TopicMeta {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Partition `p`'s leader, epoch and ISR.
+    pub fn state(&self, p: i32) -> PartitionState {
+        usize::try_from(p)
+            .ok()
+            .and_then(|i| self.states.get(i))
+            .cloned()
+            .unwrap_or_else(|| initial_state(self.replicas(p)))
+    }
+
     /// The broker leading partition `p`, or -1.
     pub fn leader(&self, p: i32) -> i32 {
-        self.replicas(p).first().copied().unwrap_or(-1)
+        self.state(p).leader
+    }
+}
+
+/// A new partition: the first replica leads at epoch 0, all in sync.
+fn initial_state(replicas: &[i32]) -> PartitionState {
+    PartitionState {
+        leader: replicas.first().copied().unwrap_or(-1),
+        leader_epoch: 0,
+        isr: replicas.to_vec(),
     }
 }
 
@@ -102,6 +172,19 @@ pub struct BrokerMeta {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Where followers fetch from this broker, if not host:port.
+    #[serde(default)]
+    pub replication: Option<(String, u16)>,
+}
+
+impl BrokerMeta {
+    /// host:port followers fetch from.
+    pub fn replication_address(&self) -> String {
+        match &self.replication {
+            Some((h, p)) => format!("{h}:{p}"),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
 }
 
 /// The metadata state: what every record so far adds up to.
@@ -112,6 +195,9 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicMeta>,
     /// The first producer id never handed out.
     pub producer_ids_reserved_up_to: i64,
+    /// Brokers that may not lead or join an ISR (see `BrokerFenced`).
+    #[serde(default)]
+    pub fenced: std::collections::BTreeSet<i32>,
 }
 
 impl MetadataImage {
@@ -130,6 +216,7 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                replication,
             } => {
                 self.brokers.insert(
                     *id,
@@ -138,6 +225,7 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        replication: replication.clone(),
                     },
                 );
             }
@@ -153,12 +241,14 @@ impl MetadataImage {
                     return;
                 }
                 let assignments = complete(assignments.clone(), *partitions);
+                let states = assignments.iter().map(|r| initial_state(r)).collect();
                 let topic = TopicMeta {
                     name: name.clone(),
                     topic_id: *topic_id,
                     partitions: *partitions,
                     configs: configs.clone(),
                     assignments,
+                    states,
                 };
                 self.topics.insert(name.clone(), topic);
             }
@@ -170,8 +260,15 @@ impl MetadataImage {
                 if let Some(t) = self.topics.get_mut(name)
                     && *partitions > t.partitions
                 {
+                    let states: Vec<PartitionState> = (0..t.partitions).map(|p| t.state(p)).collect();
                     t.assignments.extend(assignments.iter().cloned());
                     t.assignments = complete(std::mem::take(&mut t.assignments), *partitions);
+                    t.states = states;
+                    let added: Vec<PartitionState> = t.assignments[t.states.len()..]
+                        .iter()
+                        .map(|r| initial_state(r))
+                        .collect();
+                    t.states.extend(added);
                     t.partitions = *partitions;
                 }
             }
@@ -185,6 +282,39 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIdsReserved { up_to } => {
                 self.producer_ids_reserved_up_to = self.producer_ids_reserved_up_to.max(*up_to);
+            }
+            MetadataRecord::PartitionChanged {
+                topic,
+                partition,
+                expect,
+                state,
+                ..
+            } => {
+                let fenced = &self.fenced;
+                let Some(t) = self.topics.get_mut(topic) else {
+                    return;
+                };
+                if !(0..t.partitions).contains(partition) || !t.state(*partition).same_as(expect) {
+                    return;
+                }
+                let joins_fenced = state
+                    .isr
+                    .iter()
+                    .any(|b| fenced.contains(b) && !expect.isr.contains(b));
+                if joins_fenced {
+                    return;
+                }
+                let states: Vec<PartitionState> = (0..t.partitions).map(|p| t.state(p)).collect();
+                t.states = states;
+                let mut state = state.clone();
+                state.isr.sort_unstable();
+                t.states[*partition as usize] = state;
+            }
+            MetadataRecord::BrokerFenced { id } => {
+                self.fenced.insert(*id);
+            }
+            MetadataRecord::BrokerUnfenced { id } => {
+                self.fenced.remove(id);
             }
         }
     }
@@ -246,6 +376,20 @@ pub trait MetadataStore: Send + Sync {
     /// Every new image, as it is applied here (also ones committed elsewhere).
     fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>>;
     fn quorum(&self) -> QuorumStatus;
+    /// Tells the controller (the quorum's leader) that `broker` is alive,
+    /// and whether it is shutting down. A cluster of one has nobody to tell.
+    fn heartbeat(
+        &self,
+        _broker: i32,
+        _shutting_down: bool,
+    ) -> BoxFuture<'_, Result<(), MetadataError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// On the controller: each broker's last heartbeat received here, and
+    /// whether it said it is shutting down.
+    fn heartbeats(&self) -> BTreeMap<i32, (std::time::Instant, bool)> {
+        BTreeMap::new()
+    }
 }
 
 /// Why a topic name is invalid (Kafka's rules: 1..=249 characters of
@@ -330,5 +474,42 @@ mod tests {
         );
         image.apply(&MetadataRecord::TopicDeleted { name: "t".into() });
         assert!(image.topics.is_empty());
+    }
+
+    /// A leader keeps its ISR sorted, the controller in replica order: the
+    /// compare-and-set must not tell them apart (it did, and a returning
+    /// follower never rejoined the ISR of a partition whose replica order
+    /// was not sorted).
+    #[test]
+    fn partition_changes_compare_isrs_as_sets() {
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::TopicCreated {
+            name: "t".into(),
+            topic_id: Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            assignments: vec![vec![1, 2, 0]],
+        });
+        let state = |isr: &[i32]| PartitionState {
+            leader: 1,
+            leader_epoch: 0,
+            isr: isr.to_vec(),
+        };
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic: "t".into(),
+            partition: 0,
+            expect: state(&[0, 1, 2]),
+            state: state(&[1, 0]),
+            unclean: false,
+        });
+        assert_eq!(image.topics["t"].state(0).isr, vec![0, 1]);
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic: "t".into(),
+            partition: 0,
+            expect: state(&[1, 0]),
+            state: state(&[0, 1, 2]),
+            unclean: false,
+        });
+        assert_eq!(image.topics["t"].state(0).isr, vec![0, 1, 2]);
     }
 }

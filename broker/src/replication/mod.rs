@@ -8,10 +8,22 @@
 //!   the controller (`metadata::controller`) under crashes and quick leader
 //!   changes, checking that no acknowledged record is lost.
 //!
-//! The driver that does the I/O (followers fetching from leaders with Kafka
-//! Fetch requests carrying their replica id, the controller's Raft quorum)
-//! is described in docs/replication.md and not wired yet.
+//! - [`replica`]: one hosted partition's role (leader, follower, offline),
+//!   its high watermark and acks=all waiters, around [`state`];
+//! - [`driver`]: metadata images in, roles out; leader ticks; ISR proposals
+//!   committed through the metadata quorum;
+//! - [`fetcher`] and [`client`]: followers fetch from leaders with Kafka
+//!   Fetch requests carrying their replica id;
+//! - [`control`]: the controller loop on the metadata quorum's leader
+//!   (heartbeats, fencing, elections) and controlled shutdown.
+//!
+//! docs/replication.md has the decisions.
 
+pub mod client;
+pub mod control;
+pub mod driver;
+pub mod fetcher;
+pub mod replica;
 pub mod state;
 
 #[cfg(test)]

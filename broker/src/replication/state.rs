@@ -125,6 +125,19 @@ impl LeaderState {
         self.advance()
     }
 
+    /// An acks=all request (`waiter`) needs everything below `need`
+    /// committed (a retried batch already in the log waits for its
+    /// original offsets); settled at once if the watermark passed it.
+    pub fn wait(&mut self, waiter: u64, need: i64) -> Vec<Decision> {
+        self.waiters.insert(waiter, need);
+        self.advance()
+    }
+
+    /// Whether an ISR change proposed by this leader awaits the controller.
+    pub fn has_pending_proposal(&self) -> bool {
+        self.pending_proposal.is_some()
+    }
+
     /// A follower fetched from `fetch_offset`.
     pub fn on_follower_fetch(
         &mut self,

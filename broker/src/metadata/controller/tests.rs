@@ -194,3 +194,86 @@ fn controlled_shutdown_moves_leaderships_and_reports_what_cannot_move() {
     );
     assert_eq!(blocked, vec![("t".to_string(), 1)]);
 }
+
+/// The controller pass over a real image: a dead leader is replaced from the
+/// ISR, a dead follower leaves it, a stale change is dropped by the
+/// compare-and-set, a fenced broker never rejoins an ISR, and an offline
+/// partition comes back when its last in-sync replica does.
+#[test]
+fn repairs_follow_liveness_and_stale_changes_are_dropped() {
+    use crate::metadata::{MetadataImage, MetadataRecord, PartitionState};
+    let mut image = MetadataImage::default();
+    image.apply(&MetadataRecord::TopicCreated {
+        name: "t".into(),
+        topic_id: uuid::Uuid::new_v4(),
+        partitions: 2,
+        configs: Default::default(),
+        assignments: vec![vec![0, 1, 2], vec![1, 2, 0]],
+    });
+    let plan = plan_partition_repairs(&image, &alive(&[1, 2]));
+    for r in &plan {
+        image.apply(r);
+    }
+    let t = &image.topics["t"];
+    assert_eq!(
+        t.state(0),
+        PartitionState {
+            leader: 1,
+            leader_epoch: 1,
+            isr: vec![1, 2]
+        }
+    );
+    assert_eq!(
+        t.state(1),
+        PartitionState {
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2]
+        }
+    );
+    // Applying the same plan again changes nothing: its expectations are stale.
+    let before = image.clone();
+    for r in &plan {
+        image.apply(r);
+    }
+    assert_eq!(image, before);
+    assert!(plan_partition_repairs(&image, &alive(&[1, 2])).is_empty());
+
+    // A fenced broker cannot be added back by a leader's proposal.
+    image.apply(&MetadataRecord::BrokerFenced { id: 0 });
+    let expect = image.topics["t"].state(0);
+    let mut state = expect.clone();
+    state.isr = vec![0, 1, 2];
+    let rejoin = MetadataRecord::PartitionChanged {
+        topic: "t".into(),
+        partition: 0,
+        expect,
+        state,
+        unclean: false,
+    };
+    image.apply(&rejoin);
+    assert_eq!(image.topics["t"].state(0).isr, vec![1, 2]);
+    image.apply(&MetadataRecord::BrokerUnfenced { id: 0 });
+    image.apply(&rejoin);
+    assert_eq!(image.topics["t"].state(0).isr, vec![0, 1, 2]);
+
+    // Everyone but 0 dies: 0 is in sync and leads; then 0 dies too.
+    for r in plan_partition_repairs(&image, &alive(&[0])) {
+        image.apply(&r);
+    }
+    assert_eq!(image.topics["t"].leader(0), 0);
+    assert_eq!(image.topics["t"].leader(1), -1, "0 was not in p1's ISR");
+    for r in plan_partition_repairs(&image, &alive(&[])) {
+        image.apply(&r);
+    }
+    let offline = image.topics["t"].state(0);
+    assert_eq!((offline.leader, offline.isr.clone()), (-1, vec![0]));
+    assert!(
+        plan_partition_repairs(&image, &alive(&[1, 2])).iter().all(|r| !matches!(r, MetadataRecord::PartitionChanged { partition: 0, .. })),
+        "no unclean election unless the topic allows it"
+    );
+    for r in plan_partition_repairs(&image, &alive(&[0])) {
+        image.apply(&r);
+    }
+    assert_eq!(image.topics["t"].leader(0), 0, "the last in-sync replica is back");
+}

@@ -43,9 +43,14 @@ openraft::declare_raft_types!(
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct RaftStore {
+    id: NodeId,
     raft: Raft<TypeConfig>,
     images: watch::Receiver<Arc<MetadataImage>>,
     voters: BTreeMap<NodeId, String>,
+    /// Heartbeats received here (consulted while this node leads).
+    heartbeats: network::Heartbeats,
+    /// The connection heartbeats go out on: (leader address, client).
+    heartbeat_client: tokio::sync::Mutex<(String, Option<network::Client>)>,
 }
 
 /// Parses `--voters`: `id@host:port` separated by commas.
@@ -117,12 +122,19 @@ impl RaftStore {
                 tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "metadata quorum initialised");
             }
         }
-        let service = network::RaftService { raft: raft.clone() };
+        let heartbeats = network::Heartbeats::default();
+        let service = network::RaftService {
+            raft: raft.clone(),
+            heartbeats: heartbeats.clone(),
+        };
         Ok((
             Self {
+                id: node_id,
                 raft,
                 images,
                 voters,
+                heartbeats,
+                heartbeat_client: tokio::sync::Mutex::new((String::new(), None)),
             },
             service,
         ))
@@ -223,6 +235,41 @@ impl MetadataStore for RaftStore {
 
     fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.images.clone()
+    }
+
+    fn heartbeat(
+        &self,
+        broker: i32,
+        shutting_down: bool,
+    ) -> BoxFuture<'_, Result<(), MetadataError>> {
+        Box::pin(async move {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let Some(leader) = leader else {
+                return Err(MetadataError::Unavailable(
+                    "the metadata quorum has no leader".into(),
+                ));
+            };
+            if leader == self.id {
+                self.heartbeats.record(broker, shutting_down);
+                return Ok(());
+            }
+            let addr = self.voters.get(&leader).cloned().ok_or_else(|| {
+                MetadataError::Unavailable(format!("leader {leader} is not a voter"))
+            })?;
+            let mut guard = self.heartbeat_client.lock().await;
+            if guard.0 != addr {
+                *guard = (addr.clone(), None);
+            }
+            let answer: Result<(), String> =
+                network::call(&mut guard.1, &addr, "heartbeat", &(broker, shutting_down))
+                    .await
+                    .map_err(MetadataError::Unavailable)?;
+            answer.map_err(MetadataError::Unavailable)
+        })
+    }
+
+    fn heartbeats(&self) -> BTreeMap<i32, (std::time::Instant, bool)> {
+        self.heartbeats.snapshot()
     }
 
     fn quorum(&self) -> QuorumStatus {

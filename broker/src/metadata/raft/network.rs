@@ -1,6 +1,7 @@
 //! The quorum's transport: openraft's RPCs as JSON inside one gRPC method
 //! (`tideway.raft.v1.Raft/Call`) on each broker's admin listener, plus
-//! `propose`, which forwards a metadata write from a follower to the leader.
+//! `propose`, which forwards a metadata write from a follower to the leader,
+//! and `heartbeat`, brokers telling the controller they are alive.
 
 use std::time::Duration;
 
@@ -134,9 +135,31 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
-/// Serves peers' RPCs and forwarded writes into the local Raft node.
+pub type Client = RaftClient<Channel>;
+
+/// Brokers' heartbeats received by this node: broker → (when, shutting down).
+#[derive(Clone, Default)]
+pub struct Heartbeats(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<i32, (std::time::Instant, bool)>>>,
+);
+
+impl Heartbeats {
+    pub fn record(&self, broker: i32, shutting_down: bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(broker, (std::time::Instant::now(), shutting_down));
+    }
+
+    pub fn snapshot(&self) -> std::collections::BTreeMap<i32, (std::time::Instant, bool)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Serves peers' RPCs, forwarded writes and heartbeats into the local Raft node.
 pub struct RaftService {
     pub raft: Raft<TypeConfig>,
+    pub heartbeats: Heartbeats,
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
@@ -167,6 +190,11 @@ impl RaftRpc for RaftService {
                     .map(|w| w.log_id.index)
                     .map_err(|e| e.to_string());
                 encode(&result)
+            }
+            "heartbeat" => {
+                let (broker, shutting_down): (i32, bool) = decode(&r.payload)?;
+                self.heartbeats.record(broker, shutting_down);
+                encode(&Ok::<(), String>(()))
             }
             other => Err(Status::invalid_argument(format!(
                 "unknown raft call '{other}'"
