@@ -160,7 +160,9 @@ pub struct Broker {
     appended: watch::Sender<u64>,
     /// ISR changes leaders want committed (see `replication::driver`).
     proposals: tokio::sync::mpsc::UnboundedSender<crate::replication::driver::PendingProposal>,
-    proposals_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::replication::driver::PendingProposal>>>,
+    proposals_rx: Mutex<
+        Option<tokio::sync::mpsc::UnboundedReceiver<crate::replication::driver::PendingProposal>>,
+    >,
     /// Set on SIGTERM: leaderships are being handed over.
     shutting_down: std::sync::atomic::AtomicBool,
     /// When the controller last acknowledged a heartbeat (ms since the epoch).
@@ -240,8 +242,12 @@ impl Broker {
     /// The queue of ISR proposals, taken once by the replication driver.
     pub fn take_proposals(
         &self,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::replication::driver::PendingProposal>> {
-        self.proposals_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::replication::driver::PendingProposal>>
+    {
+        self.proposals_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub(crate) fn proposals_sender(
@@ -256,7 +262,8 @@ impl Broker {
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(std::sync::atomic::Ordering::Acquire)
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Controlled shutdown begins: heartbeats tell the controller, fetchers stop.
@@ -637,6 +644,10 @@ impl Broker {
         records: Bytes,
         log_append_time: bool,
     ) -> Result<AppendInfo, AppendError> {
+        // Only a leader appends; a follower's log is the leader's copy.
+        if partition.replica.leader_epoch(false).is_err() {
+            return Err(AppendError::NotLeader);
+        }
         let records = BytesMut::from(records);
         let bytes = records.len() as u64;
         let p = partition.clone();

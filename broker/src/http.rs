@@ -42,7 +42,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let body = match state.ctx.get() {
         Some(ctx) => {
-            let lags: Vec<_> = match &ctx.groups {
+            let lags: Vec<_> = match ctx.groups() {
                 Some(groups) => groups
                     .group_ids()
                     .iter()
@@ -68,7 +68,7 @@ async fn group_lag(State(state): State<HttpState>, Path(group): Path<String>) ->
     let Some(ctx) = state.ctx.get() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     };
-    let Some(groups) = &ctx.groups else {
+    let Some(groups) = ctx.groups() else {
         let coordinator = ctx
             .broker
             .image()

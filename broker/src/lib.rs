@@ -31,10 +31,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::broker::{Broker, DataDir, StartError, TopicError};
+use crate::broker::{Broker, DataDir, StartError};
 use crate::config::BrokerConfig;
-use crate::group::coordinator::GroupCoordinator;
-use crate::group::offsets::OFFSETS_TOPIC;
 use crate::handlers::Context;
 use crate::log::FsyncPolicy;
 use crate::metadata::local::LocalStore;
@@ -205,13 +203,12 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
     let broker = Arc::new(broker);
     broker.set_advertised(host.clone(), port);
     register(&broker, &host, port).await?;
-    let groups = open_group_coordinator(&broker).await?;
-    let ctx = Arc::new(Context {
-        broker: broker.clone(),
-        groups,
-    });
+    // The offsets topic now if enough brokers are live (a single node always is).
+    if let Err(e) = group::leadership::create_offsets_topic(&broker).await {
+        tracing::warn!(error = %e, "creating the offsets topic failed; retrying in the background");
+    }
+    let ctx = Arc::new(Context::new(broker.clone()));
     let _ = ctx_cell.set(ctx.clone());
-
     // Roles (leader/follower) are set before the listener serves.
     let proposals = broker
         .take_proposals()
@@ -220,6 +217,10 @@ pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
     tasks.spawn(async move {
         let _ = driver.await;
     });
+    group::leadership::sync_coordinator(&ctx)
+        .await
+        .map_err(RunError::LoadOffsets)?;
+    tasks.spawn(group::leadership::run(ctx.clone(), stopping_rx.clone()));
     if broker.config.voters.is_some() {
         tasks.spawn(replication::control::heartbeat_loop(
             broker.clone(),
@@ -274,51 +275,6 @@ async fn register(broker: &Broker, host: &str, port: u16) -> Result<(), RunError
     Ok(())
 }
 
-/// Creates the internal offsets topic if nobody has; where its partition
-/// lives, opens the group coordinator (elsewhere group requests are told
-/// NOT_COORDINATOR and FindCoordinator points clients to it).
-async fn open_group_coordinator(
-    broker: &Arc<Broker>,
-) -> Result<Option<Arc<GroupCoordinator>>, RunError> {
-    let configs = [
-        ("segment.bytes".to_string(), (16 << 20).to_string()),
-        ("retention.ms".to_string(), "-1".to_string()),
-    ]
-    .into();
-    match broker.create_topic(OFFSETS_TOPIC, 1, 1, configs).await {
-        Ok(_) | Err(TopicError::AlreadyExists(_)) => {}
-        Err(e) => {
-            return Err(RunError::LoadOffsets(
-                crate::group::offsets::OffsetError::Replay {
-                    offset: 0,
-                    reason: e.to_string(),
-                },
-            ));
-        }
-    }
-    // Open the partition if the topic was placed here by another broker's creation.
-    broker
-        .reconcile_partitions(&broker.image(), false)
-        .map_err(|e| {
-            RunError::LoadOffsets(crate::group::offsets::OffsetError::Replay {
-                offset: 0,
-                reason: e.to_string(),
-            })
-        })?;
-    let Some(partition) = broker.partition(OFFSETS_TOPIC, 0) else {
-        return Ok(None);
-    };
-    let b = broker.clone();
-    let (config, retention) = (b.config.groups.clone(), b.config.offsets_retention_ms);
-    let groups = tokio::task::spawn_blocking(move || {
-        GroupCoordinator::open(b, partition, config, retention)
-    })
-    .await
-    .map_err(|e| RunError::StartTask(e.to_string()))?
-    .map_err(RunError::LoadOffsets)?;
-    Ok(Some(Arc::new(groups)))
-}
-
 /// Retention, offsets compaction and expiry, group timers and, with
 /// `--fsync interval`, the flush timer.
 fn spawn_background(
@@ -349,7 +305,7 @@ fn spawn_background(
                 b.snapshot_producers();
             })
             .await;
-            if let Some(groups) = &ctx.groups {
+            if let Some(groups) = ctx.groups() {
                 groups.expire_offsets().await;
                 if let Err(e) = groups.offsets.compact(10_000).await {
                     tracing::error!(error = %e, "compacting committed offsets failed");
@@ -359,7 +315,7 @@ fn spawn_background(
     }));
     tasks.spawn(every(Duration::from_millis(100), |ctx| {
         Box::pin(async move {
-            if let Some(groups) = &ctx.groups {
+            if let Some(groups) = ctx.groups() {
                 groups.tick();
             }
         })

@@ -36,6 +36,8 @@ pub enum AppendError {
     Log(#[from] LogError),
     #[error("idempotent producer check failed: {0:?}")]
     Producer(ResponseError),
+    #[error("this broker does not lead the partition")]
+    NotLeader,
 }
 
 pub struct Partition {

@@ -150,7 +150,7 @@ impl Admin for AdminService {
                 port: i32::from(m.port),
                 rack: m.rack.clone().unwrap_or_default(),
                 alive: !image.fenced.contains(&m.id),
-                draining: false,
+                draining: image.draining.contains(&m.id),
             })
             .collect();
         Ok(Response::new(DescribeClusterResponse {
@@ -205,25 +205,51 @@ impl Admin for AdminService {
         Ok(Response::new(risk::plan_restart(broker, &states)))
     }
 
+    /// Asks the controller to move `broker`'s leaderships to other in-sync
+    /// replicas (it stays in ISRs and keeps replicating). Returns progress
+    /// now; call again until `done` (it leads nothing). Partitions with no
+    /// other live in-sync replica are `blocked` and stay until one is back.
     async fn drain(&self, r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         let broker = r.into_inner().broker;
         let b = &self.ctx()?.broker;
         check_broker(b, broker)?;
-        // No other replica exists to take over: every leadership stays, and says why.
-        let led: Vec<PartitionState> = b
-            .image()
+        let before = b.image();
+        let led_before = before
+            .topics
+            .values()
+            .flat_map(|t| (0..t.partitions).map(move |p| t.leader(p)))
+            .filter(|l| *l == broker)
+            .count() as i32;
+        if !before.draining.contains(&broker) {
+            b.store()
+                .commit(vec![crate::metadata::MetadataRecord::BrokerDrainChanged {
+                    id: broker,
+                    draining: true,
+                }])
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        let image = b.image();
+        let led: Vec<PartitionState> = image
             .topics
             .values()
             .flat_map(|t| partition_states(b, t))
             .filter(|p| p.leader == broker)
             .collect();
-        let n = led.len() as i32;
+        let movable = |p: &PartitionState| {
+            p.isr
+                .iter()
+                .any(|r| *r != broker && !image.fenced.contains(r) && !image.draining.contains(r))
+        };
+        let remaining = led.iter().filter(|p| movable(p)).count() as i32;
+        let blocked: Vec<PartitionState> = led.into_iter().filter(|p| !movable(p)).collect();
+        let remaining = remaining + blocked.len() as i32;
         Ok(Response::new(DrainResponse {
             broker,
-            leaderships_before: n,
-            leaderships_remaining: n,
-            done: n == 0,
-            blocked: led,
+            leaderships_before: led_before,
+            leaderships_remaining: remaining,
+            done: remaining == 0,
+            blocked,
         }))
     }
 
@@ -231,7 +257,18 @@ impl Admin for AdminService {
         &self,
         r: Request<UndrainRequest>,
     ) -> Result<Response<UndrainResponse>, Status> {
-        check_broker(&self.ctx()?.broker, r.into_inner().broker)?;
+        let broker = r.into_inner().broker;
+        let b = &self.ctx()?.broker;
+        check_broker(b, broker)?;
+        if b.image().draining.contains(&broker) {
+            b.store()
+                .commit(vec![crate::metadata::MetadataRecord::BrokerDrainChanged {
+                    id: broker,
+                    draining: false,
+                }])
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
         Ok(Response::new(UndrainResponse {}))
     }
 

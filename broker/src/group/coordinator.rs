@@ -296,7 +296,19 @@ impl GroupCoordinator {
         let entries = entries.into_iter().map(|(tp, c)| (tp, Some(c))).collect();
         self.offsets.write(group_id, entries).await.map_err(|e| {
             tracing::error!(group = group_id, error = %e, "offset commit failed");
-            ResponseError::KafkaStorageError
+            match e {
+                // Kafka's mapping for commits to the offsets topic.
+                OffsetError::NotCommitted {
+                    code: ResponseError::NotLeaderOrFollower,
+                    ..
+                } => ResponseError::NotCoordinator,
+                OffsetError::NotCommitted {
+                    code: ResponseError::RequestTimedOut,
+                    ..
+                } => ResponseError::RequestTimedOut,
+                OffsetError::NotCommitted { .. } => ResponseError::CoordinatorNotAvailable,
+                _ => ResponseError::KafkaStorageError,
+            }
         })
     }
 

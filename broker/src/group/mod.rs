@@ -4,5 +4,6 @@
 //! internal `__consumer_offsets` log ([`offsets`]).
 
 pub mod coordinator;
+pub mod leadership;
 pub mod offsets;
 pub mod state;

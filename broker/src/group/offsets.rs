@@ -41,6 +41,11 @@ pub struct Committed {
 pub enum OffsetError {
     #[error("writing offsets of group '{group}': {source}")]
     Write { group: String, source: AppendError },
+    #[error("offsets of group '{group}' were written but not committed by the replicas: {code:?}")]
+    NotCommitted {
+        group: String,
+        code: kafka_protocol::ResponseError,
+    },
     #[error("encoding offset records: {0}")]
     Encode(String),
     #[error("replaying {OFFSETS_TOPIC} at offset {offset}: {reason}")]
@@ -48,6 +53,9 @@ pub enum OffsetError {
 }
 
 type GroupOffsets = BTreeMap<(String, i32), Committed>;
+
+/// How long an offset commit waits for the offsets topic's in-sync replicas.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct OffsetStore {
     broker: Arc<Broker>,
@@ -118,12 +126,21 @@ impl OffsetStore {
         }
         let _writer = self.write.lock().await;
         let batch = encode(group, &entries)?;
-        self.broker
+        let info = self
+            .broker
             .append(&self.partition, batch, false)
             .await
             .map_err(|source| OffsetError::Write {
                 group: group.to_string(),
                 source,
+            })?;
+        // Like Kafka, commits are acks=all: they survive the loss of this broker.
+        self.broker
+            .await_commit(&self.partition, info.last_offset + 1, COMMIT_TIMEOUT)
+            .await
+            .map_err(|code| OffsetError::NotCommitted {
+                group: group.to_string(),
+                code,
             })?;
         self.records_in_log
             .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -143,7 +143,9 @@ fn read_once(
             let upper = if follower.is_some() { end } else { hw };
             // Once the response is full, later partitions only report offsets;
             // a consumer past the high watermark (but within the log) waits.
-            let read = if (limit == 0 && total > 0) || (p.fetch_offset >= upper && p.fetch_offset <= end) {
+            let read = if (limit == 0 && total > 0)
+                || (p.fetch_offset >= upper && p.fetch_offset <= end)
+            {
                 Ok(Bytes::new())
             } else {
                 log.read(p.fetch_offset, limit.max(1), upper)

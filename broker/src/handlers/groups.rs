@@ -321,7 +321,7 @@ pub fn list_groups(ctx: &Context, r: ListGroupsRequest, version: i16) -> ListGro
         .map(|s| s.as_str().to_lowercase())
         .collect();
     // Only the coordinator knows groups; elsewhere the list is empty.
-    let listed = ctx.groups.as_ref().map(|g| g.list()).unwrap_or_default();
+    let listed = ctx.groups().map(|g| g.list()).unwrap_or_default();
     let groups = listed
         .into_iter()
         .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))

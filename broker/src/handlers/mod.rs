@@ -6,6 +6,7 @@ pub mod api_versions;
 pub mod configs;
 pub mod fetch;
 pub mod groups;
+pub mod leader_epochs;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
@@ -25,15 +26,31 @@ use crate::group::coordinator::GroupCoordinator;
 /// What every handler may use.
 pub struct Context {
     pub broker: Arc<Broker>,
-    /// The group coordinator, on the broker that hosts the offsets partition.
-    pub groups: Option<Arc<GroupCoordinator>>,
+    /// The group coordinator, while this broker leads the offsets
+    /// partition, with the leader epoch it was loaded at.
+    pub groups: std::sync::RwLock<Option<(i32, Arc<GroupCoordinator>)>>,
 }
 
 impl Context {
-    /// The coordinator, or NOT_COORDINATOR for group requests sent here.
-    pub fn coordinator(&self) -> Result<&Arc<GroupCoordinator>, kafka_protocol::ResponseError> {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self {
+            broker,
+            groups: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// The coordinator, if this broker is it now.
+    pub fn groups(&self) -> Option<Arc<GroupCoordinator>> {
         self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
+            .map(|(_, g)| g.clone())
+    }
+
+    /// The coordinator, or NOT_COORDINATOR for group requests sent here.
+    pub fn coordinator(&self) -> Result<Arc<GroupCoordinator>, kafka_protocol::ResponseError> {
+        self.groups()
             .ok_or(kafka_protocol::ResponseError::NotCoordinator)
     }
 }
@@ -59,6 +76,9 @@ pub async fn handle(
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, v))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(leader_epochs::handle(broker, r))
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(topics::create_topics(broker, r, v).await)

@@ -64,7 +64,7 @@ pub async fn commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitRespon
         None
     } else if let Err(e) = ctx.coordinator() {
         Some(e)
-    } else if let Some(groups) = &ctx.groups {
+    } else if let Some(groups) = ctx.groups() {
         groups
             .commit(
                 r.group_id.as_str(),
@@ -170,7 +170,7 @@ pub fn fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> OffsetFetchR
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let topics = fetch_group(groups, g.group_id.as_str(), asked)
+                let topics = fetch_group(&groups, g.group_id.as_str(), asked)
                     .into_iter()
                     .map(|(name, parts)| {
                         let partitions = parts
@@ -201,7 +201,7 @@ pub fn fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> OffsetFetchR
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let topics = fetch_group(groups, r.group_id.as_str(), asked)
+    let topics = fetch_group(&groups, r.group_id.as_str(), asked)
         .into_iter()
         .map(|(name, parts)| {
             let partitions = parts

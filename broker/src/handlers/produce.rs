@@ -4,10 +4,14 @@
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use std::collections::BTreeMap;
+
+use crate::metadata::MetadataImage;
 
 use super::str_bytes;
 use crate::broker::{AppendError, Broker};
@@ -138,6 +142,7 @@ pub async fn handle(
                     let code = match &e {
                         AppendError::Log(e) => log_error_code(e),
                         AppendError::Producer(e) => e.code(),
+                        AppendError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
                     };
                     partitions.push(
                         reply
@@ -153,5 +158,41 @@ pub async fn handle(
                 .with_partition_responses(partitions),
         );
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    let mut response = ProduceResponse::default().with_responses(responses);
+    if version >= 10 {
+        add_current_leaders(&mut response, &broker.image());
+    }
+    (acks != 0).then_some(response)
+}
+
+/// KIP-951: a NOT_LEADER_OR_FOLLOWER answer names the current leader, its
+/// epoch and address, so the client re-routes without a metadata round trip.
+fn add_current_leaders(response: &mut ProduceResponse, image: &MetadataImage) {
+    let mut endpoints = BTreeMap::new();
+    for t in &mut response.responses {
+        let Some(meta) = image.topics.get(t.name.as_str()) else {
+            continue;
+        };
+        for p in &mut t.partition_responses {
+            if p.error_code != ResponseError::NotLeaderOrFollower.code() {
+                continue;
+            }
+            let state = meta.state(p.index);
+            let Some(b) = image.brokers.get(&state.leader) else {
+                continue;
+            };
+            p.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch);
+            endpoints.insert(
+                b.id,
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(str_bytes(b.host.clone()))
+                    .with_port(i32::from(b.port))
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            );
+        }
+    }
+    response.node_endpoints = endpoints.into_values().collect();
 }

@@ -303,7 +303,9 @@ pub fn plan_controlled_shutdown(
 ///   ([`plan_leader_election`], unclean only if the topic allows it);
 /// - an offline partition with a live in-sync replica (or, if the topic
 ///   allows unclean election, any live replica) elects it;
-/// - followers that are not alive leave the ISR.
+/// - followers that are not alive leave the ISR;
+/// - a partition led by a draining broker moves to another live in-sync
+///   replica that is not draining (none: it stays, reported as blocked).
 ///
 /// Returns `PartitionChanged` records guarded by the state they were
 /// computed from, and whether each election was unclean.
@@ -336,6 +338,20 @@ pub fn plan_partition_repairs(
             } else if st.leader < 0 {
                 Some(plan_leader_election(&record, alive, None, unclean_allowed))
                     .filter(|c| c.leader >= 0)
+            } else if image.draining.contains(&st.leader) {
+                // Drain: the first live in-sync replica that is not draining
+                // takes over; the ISR stays as it is.
+                st.isr
+                    .iter()
+                    .copied()
+                    .filter(|b| alive.contains(b) && !image.draining.contains(b))
+                    .min_by_key(|b| t.replicas(p).iter().position(|r| r == b))
+                    .map(|leader| PartitionChange {
+                        leader,
+                        leader_epoch: st.leader_epoch + 1,
+                        isr: st.isr.clone(),
+                        unclean: false,
+                    })
             } else if st.isr.iter().any(|b| !alive.contains(b)) {
                 let isr = st
                     .isr

@@ -92,6 +92,12 @@ pub enum MetadataRecord {
     BrokerUnfenced {
         id: i32,
     },
+    /// An operator asked that `id` lead nothing (admin Drain), or lifted
+    /// that (Undrain). It stays in ISRs and keeps replicating.
+    BrokerDrainChanged {
+        id: i32,
+        draining: bool,
+    },
 }
 
 /// Who leads a partition, at which epoch, and which replicas are in sync.
@@ -198,6 +204,9 @@ pub struct MetadataImage {
     /// Brokers that may not lead or join an ISR (see `BrokerFenced`).
     #[serde(default)]
     pub fenced: std::collections::BTreeSet<i32>,
+    /// Brokers whose leaderships move to other in-sync replicas (admin Drain).
+    #[serde(default)]
+    pub draining: std::collections::BTreeSet<i32>,
 }
 
 impl MetadataImage {
@@ -260,7 +269,8 @@ impl MetadataImage {
                 if let Some(t) = self.topics.get_mut(name)
                     && *partitions > t.partitions
                 {
-                    let states: Vec<PartitionState> = (0..t.partitions).map(|p| t.state(p)).collect();
+                    let states: Vec<PartitionState> =
+                        (0..t.partitions).map(|p| t.state(p)).collect();
                     t.assignments.extend(assignments.iter().cloned());
                     t.assignments = complete(std::mem::take(&mut t.assignments), *partitions);
                     t.states = states;
@@ -315,6 +325,13 @@ impl MetadataImage {
             }
             MetadataRecord::BrokerUnfenced { id } => {
                 self.fenced.remove(id);
+            }
+            MetadataRecord::BrokerDrainChanged { id, draining } => {
+                if *draining {
+                    self.draining.insert(*id);
+                } else {
+                    self.draining.remove(id);
+                }
             }
         }
     }

@@ -38,7 +38,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn connect(addr: &str, client_id: String, timeout: Duration) -> Result<Self, ClientError> {
+    pub async fn connect(
+        addr: &str,
+        client_id: String,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout("connect"))?

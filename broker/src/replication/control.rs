@@ -88,7 +88,10 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
         for r in &records {
             match r {
                 MetadataRecord::BrokerFenced { id } => {
-                    tracing::warn!(broker = id, "fencing broker: no heartbeat within the session timeout, or it is shutting down")
+                    tracing::warn!(
+                        broker = id,
+                        "fencing broker: no heartbeat within the session timeout, or it is shutting down"
+                    )
                 }
                 MetadataRecord::BrokerUnfenced { id } => {
                     tracing::info!(broker = id, "broker is back: unfenced")
@@ -102,7 +105,12 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
                 } => {
                     if *unclean {
                         broker.metrics.unclean_election();
-                        tracing::error!(topic, partition, leader = state.leader, "UNCLEAN leader election: the new leader was not in sync; acknowledged records may be lost");
+                        tracing::error!(
+                            topic,
+                            partition,
+                            leader = state.leader,
+                            "UNCLEAN leader election: the new leader was not in sync; acknowledged records may be lost"
+                        );
                     } else {
                         tracing::info!(topic, partition, leader = state.leader, epoch = state.leader_epoch, isr = ?state.isr, "partition changed");
                     }
@@ -179,7 +187,10 @@ pub async fn controlled_shutdown(broker: &Broker) {
     let deadline = broker.config.controlled_shutdown_timeout;
     let mut images = broker.store().subscribe();
     let started = Instant::now();
-    tracing::info!(leaderships = leads_movable(&broker.image(), me), "controlled shutdown: handing leaderships over");
+    tracing::info!(
+        leaderships = leads_movable(&broker.image(), me),
+        "controlled shutdown: handing leaderships over"
+    );
     let moved = tokio::time::timeout(deadline, async {
         loop {
             let image = images.borrow_and_update().clone();
@@ -196,8 +207,14 @@ pub async fn controlled_shutdown(broker: &Broker) {
     })
     .await;
     match moved {
-        Ok(true) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "controlled shutdown: leaderships handed over"),
-        Ok(false) | Err(_) => tracing::warn!(remaining = leads_movable(&broker.image(), me), "controlled shutdown: timed out; stopping with leaderships left"),
+        Ok(true) => tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "controlled shutdown: leaderships handed over"
+        ),
+        Ok(false) | Err(_) => tracing::warn!(
+            remaining = leads_movable(&broker.image(), me),
+            "controlled shutdown: timed out; stopping with leaderships left"
+        ),
     }
 }
 
@@ -234,14 +251,27 @@ mod tests {
         let mut image = cluster();
         let beats = |ids: &[i32], at: Instant| ids.iter().map(|&b| (b, (at, false))).collect();
         // A new controller waits a full session before fencing anyone.
-        assert!(plan_tick(&image, &beats(&[1, 2], t0), t0, t0 + Duration::from_secs(5), session).is_empty());
+        assert!(
+            plan_tick(
+                &image,
+                &beats(&[1, 2], t0),
+                t0,
+                t0 + Duration::from_secs(5),
+                session
+            )
+            .is_empty()
+        );
         let later = t0 + Duration::from_secs(10);
         let records = plan_tick(&image, &beats(&[1, 2], later), t0, later, session);
         assert_eq!(records[0], R::BrokerFenced { id: 0 });
         for r in &records {
             image.apply(r);
         }
-        assert_eq!(image.topics["t"].leader(0), 1, "leadership moved to an in-sync replica");
+        assert_eq!(
+            image.topics["t"].leader(0),
+            1,
+            "leadership moved to an in-sync replica"
+        );
         assert_eq!(image.topics["t"].state(0).isr, vec![1, 2]);
         let back = later + Duration::from_secs(1);
         let records = plan_tick(&image, &beats(&[0, 1, 2], back), t0, back, session);

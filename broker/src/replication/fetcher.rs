@@ -9,8 +9,9 @@
 //! 3. A `diverging_epoch` answer means this log has a tail the leader does
 //!    not: truncate to the smaller of the leader's end offset for that
 //!    epoch and this log's own (KIP-320/KIP-595), then fetch again.
-//! 4. Otherwise append the batches exactly as the leader wrote them and
-//!    take the leader's high watermark, capped at this log's end.
+//! 4. Otherwise append the batches exactly as the leader wrote them, take
+//!    the leader's high watermark (capped at this log's end) and its log
+//!    start offset (retention and offsets compaction happen on the leader).
 //!
 //! Errors (connection, a leader that does not lead, an epoch mismatch)
 //! back off briefly and wait for newer metadata.
@@ -198,7 +199,17 @@ impl Fetcher {
                 .await
                 .map_err(|e| format!("appending fetched batches: {e}"))?;
         }
-        let leo = self.partition.log().log_end_offset();
+        let leo = {
+            let mut log = self.partition.log();
+            // The leader's log start moved (retention, offsets compaction): follow it.
+            if data.log_start_offset > log.log_start_offset()
+                && data.log_start_offset <= log.log_end_offset()
+                && let Err(e) = log.delete_records_before(data.log_start_offset)
+            {
+                tracing::warn!(topic = %self.partition.topic, partition = self.partition.index, error = %e, "following the leader's log start failed");
+            }
+            log.log_end_offset()
+        };
         tracing::trace!(topic = %self.partition.topic, partition = self.partition.index, leo, leader_hw = data.high_watermark, "fetched");
         self.partition
             .replica

@@ -10,6 +10,12 @@ pub const SUPPORTED: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::Fetch, "fetch", 4, 16),
     (ApiKey::ListOffsets, "list_offsets", 1, 8),
     (ApiKey::Metadata, "metadata", 0, 12),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        "offset_for_leader_epoch",
+        2,
+        4,
+    ),
     (ApiKey::ApiVersions, "api_versions", 0, 4),
     (ApiKey::CreateTopics, "create_topics", 2, 7),
     (ApiKey::DeleteTopics, "delete_topics", 1, 6),

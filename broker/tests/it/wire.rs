@@ -269,6 +269,28 @@ async fn every_api_at_every_version_answers_decodably() {
         assert_eq!(r.topics[0].partitions[0].error_code, 0, "ListOffsets v{v}");
         assert!(r.topics[0].partitions[0].offset > 0);
     }
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![
+                        OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(-1)
+                            .with_leader_epoch(0),
+                    ]),
+            ]);
+        let r: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0, "OffsetForLeaderEpoch v{v}");
+        assert_eq!(p.leader_epoch, 0, "the only epoch so far");
+        assert!(p.end_offset > 0, "epoch 0 ends at the log end");
+    }
     for v in versions(ApiKey::DescribeConfigs) {
         let req = DescribeConfigsRequest::default()
             .with_resources(vec![

@@ -269,11 +269,43 @@ fn repairs_follow_liveness_and_stale_changes_are_dropped() {
     let offline = image.topics["t"].state(0);
     assert_eq!((offline.leader, offline.isr.clone()), (-1, vec![0]));
     assert!(
-        plan_partition_repairs(&image, &alive(&[1, 2])).iter().all(|r| !matches!(r, MetadataRecord::PartitionChanged { partition: 0, .. })),
+        plan_partition_repairs(&image, &alive(&[1, 2]))
+            .iter()
+            .all(|r| !matches!(r, MetadataRecord::PartitionChanged { partition: 0, .. })),
         "no unclean election unless the topic allows it"
     );
     for r in plan_partition_repairs(&image, &alive(&[0])) {
         image.apply(&r);
     }
-    assert_eq!(image.topics["t"].leader(0), 0, "the last in-sync replica is back");
+    assert_eq!(
+        image.topics["t"].leader(0),
+        0,
+        "the last in-sync replica is back"
+    );
+}
+
+/// Drain: leadership moves to the first live in-sync replica that is not
+/// draining, the ISR stays; with no such replica the partition stays put.
+#[test]
+fn a_draining_leader_hands_over_and_keeps_replicating() {
+    use crate::metadata::{MetadataImage, MetadataRecord};
+    let mut image = MetadataImage::default();
+    image.apply(&MetadataRecord::TopicCreated {
+        name: "t".into(),
+        topic_id: uuid::Uuid::new_v4(),
+        partitions: 2,
+        configs: Default::default(),
+        assignments: vec![vec![0, 2, 1], vec![0]],
+    });
+    image.apply(&MetadataRecord::BrokerDrainChanged {
+        id: 0,
+        draining: true,
+    });
+    for r in plan_partition_repairs(&image, &alive(&[0, 1, 2])) {
+        image.apply(&r);
+    }
+    let s = image.topics["t"].state(0);
+    assert_eq!((s.leader, s.leader_epoch, s.isr), (2, 1, vec![0, 1, 2]));
+    assert_eq!(image.topics["t"].leader(1), 0, "no other replica: stays");
+    assert!(plan_partition_repairs(&image, &alive(&[0, 1, 2])).is_empty());
 }
