@@ -303,6 +303,7 @@ impl Broker {
         TopicConfigs {
             defaults: &self.config.log_defaults,
             overrides: &topic.configs,
+            default_min_insync_replicas: self.config.min_insync_replicas,
         }
     }
 
@@ -462,7 +463,7 @@ impl Broker {
             )));
         }
         let rf = if replication_factor == -1 {
-            1
+            self.config.default_replication_factor
         } else {
             i32::from(replication_factor)
         };
@@ -616,6 +617,84 @@ impl Broker {
             configs,
         }])
         .await?;
+        Ok(())
+    }
+
+    /// Changes the replication factor of every partition of `name`
+    /// (Kafka's partition reassignment, planned by the broker):
+    /// - growing adds the live brokers holding the fewest replicas; they
+    ///   fetch from the leader and join the ISR once caught up (progress is
+    ///   the share of partitions whose replicas are all in sync);
+    /// - shrinking removes followers, out-of-sync ones first; the leader stays.
+    pub async fn change_replication_factor(&self, name: &str, rf: i32) -> Result<(), TopicError> {
+        let _guard = self.topic_changes.lock().await;
+        let image = self.image();
+        let topic = image
+            .topics
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let live: Vec<i32> = self
+            .placement_brokers(&image)
+            .iter()
+            .filter(|b| b.alive)
+            .map(|b| b.id)
+            .collect();
+        crate::metadata::controller::validate_replication(
+            rf,
+            self.topic_configs(topic).min_insync_replicas(),
+            live.len(),
+        )?;
+        let mut load: BTreeMap<i32, usize> = live.iter().map(|b| (*b, 0)).collect();
+        for t in image.topics.values() {
+            for replicas in &t.assignments {
+                for b in replicas {
+                    if let Some(n) = load.get_mut(b) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for p in 0..topic.partitions {
+            let mut replicas = topic.replicas(p).to_vec();
+            let state = topic.state(p);
+            while (replicas.len() as i32) < rf {
+                let Some(&add) = live
+                    .iter()
+                    .filter(|b| !replicas.contains(b))
+                    .min_by_key(|b| (load[*b], **b))
+                else {
+                    break;
+                };
+                *load.entry(add).or_default() += 1;
+                replicas.push(add);
+            }
+            while (replicas.len() as i32) > rf {
+                let victim = replicas
+                    .iter()
+                    .rev()
+                    .find(|b| **b != state.leader && !state.isr.contains(b))
+                    .or_else(|| replicas.iter().rev().find(|b| **b != state.leader))
+                    .copied();
+                let Some(victim) = victim else { break };
+                replicas.retain(|b| *b != victim);
+            }
+            if replicas != topic.replicas(p) {
+                records.push(MetadataRecord::ReplicasChanged {
+                    topic: name.to_string(),
+                    partition: p,
+                    replicas,
+                });
+            }
+        }
+        if !records.is_empty() {
+            self.commit(records).await?;
+            tracing::info!(
+                topic = name,
+                replication_factor = rf,
+                "replication factor changing"
+            );
+        }
         Ok(())
     }
 

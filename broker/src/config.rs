@@ -113,6 +113,14 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_OFFSETS_RETENTION_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true)]
     pub offsets_retention_ms: i64,
 
+    /// Replication factor of auto-created topics and of CreateTopics asking for the default (-1) (default.replication.factor).
+    #[arg(long, env = "TIDEWAY_DEFAULT_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100), allow_negative_numbers = true)]
+    pub default_replication_factor: i32,
+
+    /// acks=all writes need this many in-sync replicas, unless the topic sets min.insync.replicas.
+    #[arg(long, env = "TIDEWAY_MIN_INSYNC_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100), allow_negative_numbers = true)]
+    pub min_insync_replicas: i32,
+
     /// This broker's rack (or zone): replicas of a partition are spread over racks.
     #[arg(long, env = "TIDEWAY_RACK")]
     pub rack: Option<String>,
@@ -181,6 +189,8 @@ pub struct BrokerConfig {
     pub max_request_bytes: usize,
     pub groups: GroupConfig,
     pub offsets_retention_ms: i64,
+    pub default_replication_factor: i32,
+    pub min_insync_replicas: i32,
     pub rack: Option<String>,
     pub replication_advertised_address: Option<(String, u16)>,
     pub broker_session_timeout: Duration,
@@ -226,6 +236,8 @@ impl BrokerConfig {
                 ),
             },
             offsets_retention_ms: args.offsets_retention_ms,
+            default_replication_factor: args.default_replication_factor,
+            min_insync_replicas: args.min_insync_replicas,
             rack: args.rack.clone().filter(|r| !r.is_empty()),
             replication_advertised_address: args.replication_advertised_address.clone(),
             broker_session_timeout: Duration::from_millis(args.broker_session_timeout_ms),

@@ -235,6 +235,27 @@ impl Partition {
         Ok(new_end)
     }
 
+    /// Restarts the log empty at `offset` (above its end, see
+    /// [`PartitionLog::restart_at`]) and forgets every producer, as Kafka
+    /// does when a follower starts over at its leader's log start.
+    pub fn restart_at(&self, offset: i64) -> Result<i64, LogError> {
+        let mut log = self.log();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(storage(
+                "truncating",
+                &self.dir,
+                std::io::Error::other("the broker is shutting down"),
+            ));
+        }
+        let path = self.dir.join(PRODUCER_SNAPSHOT);
+        if path.exists() {
+            fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;
+        }
+        let start = log.restart_at(offset)?;
+        *self.producers() = ProducerStates::default();
+        Ok(start)
+    }
+
     /// Writes the producer state as of the log end offset (atomically: a
     /// temporary file renamed over the old one) and expires idle producers.
     pub fn snapshot_producers(&self, now_ms: i64) -> Result<(), LogError> {

@@ -640,3 +640,86 @@ def test_a_rolling_sigterm_restart_causes_no_produce_errors(start_broker):
     assert result.pending == 0, f"{result.pending} records still unacknowledged after flush"
     assert len(result.acked) == producer.sent
     assert_every_ack_read_once_in_order(bootstrap_of(b), topic, result, exact=True)
+
+
+# -- group coordinator failover ----------------------------------------------------------
+
+OFFSETS_TOPIC = "__consumer_offsets"  # its partition 0's leader runs the group coordinator
+
+
+def commit_acknowledged(consumer: Consumer, topic: str, offsets: dict[int, int]) -> None:
+    """A synchronous OffsetCommit; raises KafkaException unless every partition was acknowledged."""
+    result = consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    refused = [tp for tp in result or [] if tp.error is not None]
+    if refused:
+        raise KafkaException(refused[0].error)
+
+
+def commit_strictly(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """groups.commit, but a per-partition error in the answer fails the test too."""
+    consumer = make_consumer(bootstrap, {"group.id": group})
+    try:
+        commit_acknowledged(consumer, topic, offsets)
+    finally:
+        consumer.close()
+
+
+def first_committed_answer(bootstrap: str, group: str, topic: str, partitions: Iterable[int], what: str) -> dict[int, int]:
+    """The first OffsetFetch answer without an error, as partition -> offset.
+
+    Errors (no coordinator yet, NOT_COORDINATOR, a time-out while it moves) are
+    retried until WAIT_S; the first error-free answer is returned as it is, so a
+    coordinator that answers before it has loaded the offsets is caught, not waited out.
+    """
+    tps = [TopicPartition(topic, p) for p in partitions]
+
+    def answer() -> dict[int, int]:
+        consumer = make_consumer(bootstrap, {"group.id": group})
+        try:
+            got = consumer.committed(tps, timeout=10)
+        finally:
+            consumer.close()
+        failed = [tp for tp in got if tp.error is not None]
+        assert not failed, f"OffsetFetch error for {failed[0].partition}: {failed[0].error}"
+        return {tp.partition: tp.offset for tp in got}
+
+    return wait_until(answer, WAIT_S, what, POLL_S)
+
+
+def test_committed_offsets_survive_the_loss_of_the_coordinator(start_broker):
+    b = start_cluster(start_broker)
+    topic, group, partitions = unique_topic("repl"), unique_topic("g"), 3
+    create_replicated_topic(b, topic, partitions, min_isr=2)
+    acked = produce_ok(bootstrap_of(b), topic, keyed_records(600)).acked
+    ends = {p: 1 + max(r.offset for r in acked if r.partition == p) for p in range(partitions)}
+    # The offsets topic exists with all three brokers as in-sync replicas.
+    wait_in_sync(b, OFFSETS_TOPIC, 1)
+
+    first = {p: ends[p] // (p + 2) for p in range(partitions)}  # distinct, inside the log
+    commit_strictly(bootstrap_of(b), group, topic, first)
+    assert first_committed_answer(bootstrap_of(b), group, topic, first, "the first commit read back") == first
+
+    coordinator = wait_leader(b, OFFSETS_TOPIC, 0)
+    b[coordinator].kill()
+    successor = wait_leader(b, OFFSETS_TOPIC, 0, exclude={coordinator})
+    assert successor != coordinator
+
+    # Asked through the live brokers only, the new coordinator answers what was acknowledged.
+    got = first_committed_answer(
+        bootstrap_of(b), group, topic, first,
+        f"an answer from the new coordinator (broker {successor}; broker {coordinator} killed)",
+    )
+    assert got == first, f"after broker {coordinator} (coordinator) died, broker {successor} answered {got}, committed {first}"
+
+    # The new coordinator takes commits, with one replica of the offsets partition down.
+    second = {p: ends[p] - p - 1 for p in range(partitions)}
+    commit_strictly(bootstrap_of(b), group, topic, second)
+    got = first_committed_answer(bootstrap_of(b), group, topic, second, "the commit to the new coordinator read back")
+    assert got == second, f"broker {successor} acknowledged {second} but answers {got}"
+
+    # The old coordinator rejoins as a follower and catches up; the offsets stay the new ones.
+    restart_together(b[coordinator])
+    wait_isr(b, OFFSETS_TOPIC, 0, [0, 1, 2])
+    for via in [bootstrap_of(b), b[coordinator].bootstrap]:
+        got = first_committed_answer(via, group, topic, second, f"the offsets after broker {coordinator} rejoined")
+        assert got == second, f"after broker {coordinator} rejoined, asked via {via}: {got}, committed {second}"

@@ -109,7 +109,9 @@ fn describe_topic(broker: &Broker, topic: &TopicMeta) -> TopicDescription {
         configs: topic.configs.clone().into_iter().collect(),
         under_replicated_partitions: states.iter().filter(|s| s.under_replicated).count() as i32,
         under_min_isr_partitions: states.iter().filter(|s| s.under_min_isr).count() as i32,
-        reassignment_percent: 100,
+        // Partitions whose replicas are all in sync: 100 when no reassignment runs.
+        reassignment_percent: (100 * states.iter().filter(|s| !s.under_replicated).count()
+            / states.len().max(1)) as i32,
     }
 }
 
@@ -311,12 +313,6 @@ impl Admin for AdminService {
         positive("min_insync_replicas", r.min_insync_replicas)?;
         let b = &self.ctx()?.broker;
         let topic = topic_or_not_found(b, &r.name)?;
-        if r.replication_factor > 1 {
-            return Err(Status::failed_precondition(format!(
-                "topic '{}': replication factor {} is larger than the 1 live broker",
-                r.name, r.replication_factor
-            )));
-        }
         if r.partitions > 0 && r.partitions < topic.partitions {
             return Err(Status::invalid_argument(format!(
                 "topic '{}' has {} partitions; partitions can only grow, not shrink to {}",
@@ -341,6 +337,11 @@ impl Admin for AdminService {
         }
         if r.partitions > topic.partitions {
             b.create_partitions(&r.name, r.partitions)
+                .await
+                .map_err(status)?;
+        }
+        if r.replication_factor > 0 && r.replication_factor as usize != topic.replicas(0).len() {
+            b.change_replication_factor(&r.name, r.replication_factor)
                 .await
                 .map_err(status)?;
         }

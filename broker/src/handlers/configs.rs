@@ -67,6 +67,7 @@ pub fn describe(
             let tc = TopicConfigs {
                 defaults: &broker.config.log_defaults,
                 overrides,
+                default_min_insync_replicas: broker.config.min_insync_replicas,
             };
             // No keys (null, or an empty list) means every config.
             let wanted = |name: &str| {

@@ -78,6 +78,7 @@ async fn create_one(
             let tc = crate::metadata::TopicConfigs {
                 defaults: &broker.config.log_defaults,
                 overrides: &overrides,
+                default_min_insync_replicas: broker.config.min_insync_replicas,
             };
             let described = KNOWN
                 .iter()

@@ -609,6 +609,23 @@ impl PartitionLog {
         truncate::truncate_to(self, offset)
     }
 
+    /// Replaces the whole log with an empty one starting at `offset`, above
+    /// the log end: a follower whose leader has deleted (retention) every
+    /// record this log lacks restarts at the leader's log start (Kafka's
+    /// truncateFullyAndStartAt). Offsets at or below the log end are
+    /// `OffsetOutOfRange`. A crash midway leaves the old log (or an empty
+    /// one at `offset`) and the follower simply does this again.
+    pub fn restart_at(&mut self, offset: i64) -> Result<i64, LogError> {
+        if offset <= self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        truncate::truncate_fully(self, offset)
+    }
+
     /// The leader epoch cache: where each leader epoch starts, ascending in
     /// both fields. The first entry starts at the log start offset or
     /// later, every entry below the log end offset, except one at the log

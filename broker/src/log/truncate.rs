@@ -108,7 +108,7 @@ pub(super) fn truncate_to(log: &mut PartitionLog, offset: i64) -> Result<i64, Lo
 ///    as wholly below the log start.
 /// 3. Delete the old segments, newest first; fsync the directory.
 /// 4. Persist log start = `offset`; clear the leader epoch cache.
-fn truncate_fully(log: &mut PartitionLog, offset: i64) -> Result<i64, LogError> {
+pub(super) fn truncate_fully(log: &mut PartitionLog, offset: i64) -> Result<i64, LogError> {
     tracing::info!(dir = %log.dir.display(), offset, "truncation: below every segment, restarting the log empty");
     write_log_start_checkpoint(&log.dir, log.log_start_offset)?;
     let fresh = Segment::create(&log.dir, offset, now_ms())?;

@@ -92,6 +92,13 @@ pub enum MetadataRecord {
     BrokerUnfenced {
         id: i32,
     },
+    /// A partition's replica set changed (replication factor change):
+    /// replicas no longer listed leave the ISR; the leader is never removed.
+    ReplicasChanged {
+        topic: String,
+        partition: i32,
+        replicas: Vec<i32>,
+    },
     /// An operator asked that `id` lead nothing (admin Drain), or lifted
     /// that (Undrain). It stays in ISRs and keeps replicating.
     BrokerDrainChanged {
@@ -325,6 +332,30 @@ impl MetadataImage {
             }
             MetadataRecord::BrokerUnfenced { id } => {
                 self.fenced.remove(id);
+            }
+            MetadataRecord::ReplicasChanged {
+                topic,
+                partition,
+                replicas,
+            } => {
+                let Some(t) = self.topics.get_mut(topic) else {
+                    return;
+                };
+                let Ok(i) = usize::try_from(*partition) else {
+                    return;
+                };
+                let mut state = t.state(*partition);
+                if i >= t.assignments.len()
+                    || replicas.is_empty()
+                    || !replicas.contains(&state.leader) && state.leader >= 0
+                {
+                    return;
+                }
+                let states: Vec<PartitionState> = (0..t.partitions).map(|p| t.state(p)).collect();
+                t.states = states;
+                state.isr.retain(|b| replicas.contains(b));
+                t.states[i] = state;
+                t.assignments[i] = replicas.clone();
             }
             MetadataRecord::BrokerDrainChanged { id, draining } => {
                 if *draining {

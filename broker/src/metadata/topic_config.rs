@@ -141,6 +141,8 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), TopicConfigError> {
 pub struct TopicConfigs<'a> {
     pub defaults: &'a LogConfig,
     pub overrides: &'a BTreeMap<String, String>,
+    /// The broker's `--min-insync-replicas`.
+    pub default_min_insync_replicas: i32,
 }
 
 impl TopicConfigs<'_> {
@@ -158,7 +160,7 @@ impl TopicConfigs<'_> {
             "segment.ms" => d.segment_ms.to_string(),
             "max.message.bytes" => d.max_message_bytes.to_string(),
             "message.timestamp.type" => "CreateTime".to_string(),
-            "min.insync.replicas" => "1".to_string(),
+            "min.insync.replicas" => self.default_min_insync_replicas.to_string(),
             "unclean.leader.election.enable" => "false".to_string(),
             _ => String::new(),
         };
@@ -192,7 +194,7 @@ impl TopicConfigs<'_> {
     }
 
     pub fn min_insync_replicas(&self) -> i32 {
-        self.parsed("min.insync.replicas", 1)
+        self.parsed("min.insync.replicas", self.default_min_insync_replicas)
     }
 }
 
@@ -230,6 +232,7 @@ mod tests {
         let tc = TopicConfigs {
             defaults: &defaults,
             overrides: &overrides,
+            default_min_insync_replicas: 1,
         };
         assert_eq!(tc.log_config().retention_ms, 1000);
         assert_eq!(tc.log_config().segment_bytes, defaults.segment_bytes);

@@ -49,7 +49,9 @@ impl Broker {
             let min_isr = self.topic_configs(topic).min_insync_replicas().max(1) as usize;
             if state.leader == me {
                 if view.leader == me && view.epoch == state.leader_epoch {
-                    let effects = p.replica.on_metadata(&state.isr, min_isr, now);
+                    let effects =
+                        p.replica
+                            .on_metadata(topic.replicas(p.index), &state.isr, min_isr, now);
                     self.apply_effects(&p, effects);
                     continue;
                 }

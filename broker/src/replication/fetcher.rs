@@ -171,8 +171,17 @@ impl Fetcher {
             .ok_or("the leader answered without the partition")?;
         if data.error_code != 0 {
             let error = ResponseError::try_from_code(data.error_code);
-            if matches!(error, Some(ResponseError::OffsetOutOfRange)) {
-                tracing::warn!(topic = %self.partition.topic, partition = self.partition.index, fetch_offset = leo, leader_log_start = data.log_start_offset, "fetch offset out of the leader's range");
+            if matches!(error, Some(ResponseError::OffsetOutOfRange)) && leo < data.log_start_offset
+            {
+                // The leader deleted what this log lacks: start over at its log start.
+                let p = self.partition.clone();
+                let start = data.log_start_offset;
+                tokio::task::spawn_blocking(move || p.restart_at(start))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                tracing::warn!(topic = %self.partition.topic, partition = self.partition.index, from = leo, to = start, "the leader's log starts after this log's end: restarted the log at the leader's log start");
+                return Ok(());
             }
             // `follow` backs off and waits for newer metadata.
             return Err(format!("leader answered {error:?}"));

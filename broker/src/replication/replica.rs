@@ -207,20 +207,29 @@ impl Replica {
         self.view.send_replace(RoleView { leader: -1, epoch });
     }
 
-    /// The leader's ISR, as the metadata has it now, if it differs from
-    /// what the leader holds; min.insync.replicas as configured now.
-    pub fn on_metadata(&self, isr: &[BrokerId], min_isr: usize, now_ms: i64) -> Effects {
+    /// The replicas and ISR as the metadata has them now, where they differ
+    /// from what the leader holds; min.insync.replicas as configured now.
+    pub fn on_metadata(
+        &self,
+        replicas: &[BrokerId],
+        isr: &[BrokerId],
+        min_isr: usize,
+        now_ms: i64,
+    ) -> Effects {
         let mut inner = self.inner();
         let Role::Leader(s) = &mut inner.role else {
             return Effects::default();
         };
         s.min_isr = min_isr;
+        let mut decisions = Vec::new();
+        if !s.replicas_match(replicas) {
+            decisions.extend(s.set_replicas(replicas, now_ms));
+        }
         let mut sorted = isr.to_vec();
         sorted.sort_unstable();
-        if s.isr.iter().copied().eq(sorted.iter().copied()) {
-            return Effects::default();
+        if !s.isr.iter().copied().eq(sorted.iter().copied()) {
+            decisions.extend(s.on_isr_committed(&sorted, now_ms));
         }
-        let decisions = s.on_isr_committed(&sorted, now_ms);
         self.settle(&mut inner, decisions)
     }
 

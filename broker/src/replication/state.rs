@@ -133,6 +133,27 @@ impl LeaderState {
         self.advance()
     }
 
+    /// The partition's replica set changed (replication factor change):
+    /// new followers start unknown, removed ones are forgotten.
+    pub fn set_replicas(&mut self, replicas: &[BrokerId], now_ms: i64) -> Vec<Decision> {
+        self.followers.retain(|id, _| replicas.contains(id));
+        for &r in replicas.iter().filter(|&&r| r != self.leader) {
+            self.followers.entry(r).or_insert(Follower {
+                log_end_offset: -1,
+                last_caught_up_ms: now_ms,
+            });
+        }
+        self.isr.retain(|b| replicas.contains(b));
+        self.advance()
+    }
+
+    pub fn replicas_match(&self, replicas: &[BrokerId]) -> bool {
+        replicas.len() == self.followers.len() + 1
+            && replicas
+                .iter()
+                .all(|r| *r == self.leader || self.followers.contains_key(r))
+    }
+
     /// Whether an ISR change proposed by this leader awaits the controller.
     pub fn has_pending_proposal(&self) -> bool {
         self.pending_proposal.is_some()

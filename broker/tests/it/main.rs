@@ -2,4 +2,5 @@
 //! as clients do (the Kafka wire protocol, the admin gRPC API).
 
 mod admin;
+mod cluster;
 mod wire;
