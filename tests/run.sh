@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The single test command: installs test tools, builds the broker, runs the Rust tests,
 # the integration tests against the real binary with real Kafka clients, the operator's
-# checks against a real kube-apiserver, and the local Kubernetes smoke test.
+# checks against a real kube-apiserver, and on a local Kubernetes the smoke test and the
+# operator's end-to-end test (three brokers installed by Helm).
 # Works from any directory. Extra arguments go to pytest, e.g. `tests/run.sh -k admin -x`.
-# TIDEWAY_SKIP_CLUSTER=1 skips the Kubernetes smoke test (it needs root).
+# TIDEWAY_SKIP_CLUSTER=1 skips the Kubernetes tests (they need root).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,8 +26,8 @@ k8s_bin="$(bash tests/cluster/build-binaries.sh | tail -n 1)"
 [ -x "$k8s_bin/helm" ] || fail "no helm in $k8s_bin"
 export TIDEWAY_K8S_BIN="$k8s_bin" TIDEWAY_HELM="$k8s_bin/helm" TIDEWAY_REQUIRE_HELM=1
 
-step "3/7 cargo build --release -p tideway-broker"
-cargo build --release -p tideway-broker
+step "3/7 cargo build --release -p tideway-broker -p tideway-operator"
+cargo build --release -p tideway-broker -p tideway-operator
 target_dir="$(cargo metadata --format-version 1 --no-deps \
     | "$venv_python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 broker_bin="$target_dir/release/tideway-broker"
@@ -51,9 +52,9 @@ case "$status" in
 esac
 
 if [ "${TIDEWAY_SKIP_CLUSTER:-0}" = 1 ]; then
-    step "7/7 Kubernetes smoke test skipped (TIDEWAY_SKIP_CLUSTER=1)"
+    step "7/7 Kubernetes tests skipped (TIDEWAY_SKIP_CLUSTER=1)"
 else
-    step "7/7 Kubernetes smoke test on a local cluster (brought up and torn down here)"
-    TIDEWAY_BROKER_BIN="$broker_bin" bash tests/cluster/test.sh
+    step "7/7 Kubernetes smoke test and operator e2e on a local cluster (brought up and torn down here)"
+    TIDEWAY_BROKER_BIN="$broker_bin" TIDEWAY_OPERATOR_E2E=1 bash tests/cluster/test.sh
 fi
 echo "[run.sh] all steps passed in $((SECONDS - started))s"

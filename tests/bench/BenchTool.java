@@ -2,9 +2,10 @@
 // kafka-clients jar of the cached Kafka distribution; compiled once by bench.py (javac) and
 // used unchanged against both brokers.
 //
-//   create-topics BOOTSTRAP PARTITIONS TOPIC...        create topics (RF 1), wait until every
-//                                                      partition has a leader and has taken
-//                                                      one record
+//   create-topics [--replication-factor N] [--config KEY=VALUE]... BOOTSTRAP PARTITIONS TOPIC...
+//                                                      create topics (RF 1 unless given), wait
+//                                                      until every partition has a leader and
+//                                                      its full ISR, and has taken one record
 //   multi-produce BOOTSTRAP RECORDS SIZE ACKS TOPIC... ProducerPerformance's loop (same payload,
 //                                                      same defaults, callback latency) spread
 //                                                      over several topics, one batch-sized run
@@ -44,6 +45,20 @@ public class BenchTool {
     }
 
     static void createTopics(String[] a) throws Exception {
+        short replicationFactor = 1;
+        Map<String, String> configs = new HashMap<>();
+        int i0 = 0;
+        for (; i0 < a.length && a[i0].startsWith("--"); i0 += 2) {
+            switch (a[i0]) {
+                case "--replication-factor" -> replicationFactor = Short.parseShort(a[i0 + 1]);
+                case "--config" -> {
+                    String[] kv = a[i0 + 1].split("=", 2);
+                    configs.put(kv[0], kv[1]);
+                }
+                default -> usage();
+            }
+        }
+        a = Arrays.copyOfRange(a, i0, a.length);
         String bootstrap = a[0];
         int partitions = Integer.parseInt(a[1]);
         List<String> topics = Arrays.asList(a).subList(2, a.length);
@@ -51,7 +66,7 @@ public class BenchTool {
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         try (Admin admin = Admin.create(p)) {
             List<NewTopic> news = new ArrayList<>();
-            for (String t : topics) news.add(new NewTopic(t, partitions, (short) 1));
+            for (String t : topics) news.add(new NewTopic(t, partitions, replicationFactor).configs(configs));
             admin.createTopics(news).all().get(120, TimeUnit.SECONDS);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
             while (true) {
@@ -60,7 +75,11 @@ public class BenchTool {
                     var descs = admin.describeTopics(topics).allTopicNames().get(30, TimeUnit.SECONDS);
                     for (var d : descs.values()) {
                         if (d.partitions().size() != partitions) ready = false;
-                        for (var pi : d.partitions()) if (pi.leader() == null || pi.leader().id() < 0) ready = false;
+                        for (var pi : d.partitions()) {
+                            if (pi.leader() == null || pi.leader().id() < 0) ready = false;
+                            // Replicated topics: every replica in sync before anything is measured.
+                            if (pi.isr().size() < pi.replicas().size()) ready = false;
+                        }
                     }
                 } catch (ExecutionException e) {
                     ready = false;

@@ -4,11 +4,13 @@ Started by tests/bench/run.sh, which fetches Kafka, builds the broker and provid
 with matplotlib; see docs/benchmarks.md for what each scenario measures.
 
 How a measurement runs (one scenario, one repeat, one broker):
- 1. a fresh work directory and free loopback ports; the broker starts alone;
+ 1. a fresh work directory and free loopback ports; the broker starts alone (scenario 5: three
+    brokers of the same kind, one cluster, and nothing else);
  2. topics are created (and pre-filled where the scenario needs it) with the same tool for
     both brokers; nothing of this is measured;
  3. the broker's CPU time is read from /proc/PID/stat, the load tool (a JVM beside the
-    broker) runs, the CPU time is read again; the peak RSS is VmHWM from /proc/PID/status;
+    broker) runs, the CPU time is read again; the peak RSS is VmHWM from /proc/PID/status
+    (scenario 5: both summed over the three processes);
  4. the broker is stopped (SIGTERM, then SIGKILL after a deadline; only the PID we started)
     and its directory removed.
 Repeats alternate the order of the two brokers. Each metric is the median of the repeats;
@@ -32,8 +34,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import (MIB, ProcStats, free_ports, machine_description, measure_ceilings, topics_ready,
-                     wait_for)
+from machine import (MIB, ProcStats, ProcStatsSum, brokers_listed, free_ports, http_status, machine_description,
+                     measure_ceilings, topics_ready, wait_for)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -63,6 +65,7 @@ class Sizes:
     s4_seconds: int          # measured seconds at 10,000 records/s (after s4_warmup_s)
     s4_warmup_s: int
     s4_serial_records: int   # EndToEndLatency round trips
+    s5_records: int          # 1 KiB records, 8 partitions, RF 3 (its latency part uses s4_seconds, s4_warmup_s)
     s6_records: int          # 1 KiB records over 1,000 partitions
     s7_idle_s: int
     loopback_bytes: int
@@ -71,12 +74,12 @@ class Sizes:
 
 FULL = Sizes(
     s1_records=5_000_000, s2_records=2_000_000, s3_records=2_000_000,
-    s4_seconds=30, s4_warmup_s=5, s4_serial_records=5_000, s6_records=1_000_000,
+    s4_seconds=30, s4_warmup_s=5, s4_serial_records=5_000, s5_records=1_000_000, s6_records=1_000_000,
     s7_idle_s=10, loopback_bytes=4 << 30, disk_bytes=2 << 30,
 )
 QUICK = Sizes(
     s1_records=200_000, s2_records=50_000, s3_records=50_000,
-    s4_seconds=3, s4_warmup_s=1, s4_serial_records=300, s6_records=20_000,
+    s4_seconds=3, s4_warmup_s=1, s4_serial_records=300, s5_records=20_000, s6_records=20_000,
     s7_idle_s=2, loopback_bytes=256 << 20, disk_bytes=256 << 20,
 )
 
@@ -88,7 +91,7 @@ def scaled(s: Sizes, f: float) -> Sizes:
     return Sizes(
         s1_records=n(s.s1_records, 10_000), s2_records=n(s.s2_records, 10_000), s3_records=n(s.s3_records, 10_000),
         s4_seconds=n(s.s4_seconds, 3), s4_warmup_s=n(s.s4_warmup_s, 1), s4_serial_records=n(s.s4_serial_records, 100),
-        s6_records=n(s.s6_records, 10_000), s7_idle_s=s.s7_idle_s,
+        s5_records=n(s.s5_records, 10_000), s6_records=n(s.s6_records, 10_000), s7_idle_s=s.s7_idle_s,
         loopback_bytes=n(s.loopback_bytes, 64 * MIB), disk_bytes=n(s.disk_bytes, 64 * MIB),
     )
 
@@ -103,11 +106,9 @@ SCENARIOS = {
     "7a": "7a idle memory after start-up",
     "7b": "7b start-up after kill -9 with a full log",
 }
-SKIPPED_5 = (
-    "Tideway is single-node (replication is not implemented yet), so there is nothing to "
-    "compare; three Kafka JVMs on the same 2 cores would measure CPU contention more than "
-    "replication, so the Kafka side is skipped too."
-)
+# Scenario 5: brokers per cluster, and the settings of its topics (both brokers).
+CLUSTER_SIZE = 3
+REPLICATED_TOPIC = {"replication_factor": 3, "configs": {"min.insync.replicas": "2"}}
 
 T0 = time.monotonic()
 
@@ -179,16 +180,21 @@ class Broker:
 class Tideway(Broker):
     kind = "tideway"
 
-    def __init__(self, workdir: Path, binary: Path):
+    def __init__(self, workdir: Path, binary: Path, node_id: int = 0, voters: str | None = None):
         super().__init__(workdir)
         self.binary = binary
+        self.node_id = node_id
+        self.voters = voters  # id@host:admin_port,...; None: a cluster of one
 
     def prepare(self) -> None:
-        self.port, self.http_port, self.admin_port = free_ports(3)
+        if not self.port:  # a TidewayCluster assigns the ports of its nodes itself
+            self.port, self.http_port, self.admin_port = free_ports(3)
 
     def command(self) -> list[str]:
+        quorum = [f"--node-id={self.node_id}", f"--voters={self.voters}"] if self.voters else []
         return [
             str(self.binary),
+            *quorum,
             f"--data-dir={self.data_dir}",
             f"--listen=127.0.0.1:{self.port}",
             f"--http-listen=127.0.0.1:{self.http_port}",
@@ -208,16 +214,35 @@ class Tideway(Broker):
 class Kafka(Broker):
     kind = "kafka"
 
-    def __init__(self, workdir: Path, home: Path):
+    def __init__(self, workdir: Path, home: Path, node_id: int = 1, voters: str | None = None,
+                 cluster_id: str | None = None):
         super().__init__(workdir)
         self.home = home
+        self.node_id = node_id
+        # controller.quorum.voters (id@host:controller_port,...) of a static quorum; None: a
+        # single combined node formatted with --standalone.
+        self.voters = voters
+        self.cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
     def prepare(self) -> None:
-        self.port, self.controller_port = free_ports(2)
+        if not self.port:  # a KafkaCluster assigns the ports of its nodes itself
+            self.port, self.controller_port = free_ports(2)
+        self.write_properties()
+        self.format().wait_checked()
+
+    def write_properties(self) -> None:
+        if self.voters:
+            quorum = f"controller.quorum.voters={self.voters}"
+            rf, min_isr = CLUSTER_SIZE, REPLICATED_TOPIC["configs"]["min.insync.replicas"]
+        else:
+            quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"
+            rf, min_isr = 1, 1
+        # min.insync.replicas stays 1 at the broker level on both sides (Tideway's default);
+        # scenario 5 sets 2 on its topics.
         props = f"""\
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}
+node.id={self.node_id}
+{quorum}
 listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}
 controller.listener.names=CONTROLLER
@@ -229,18 +254,24 @@ log.segment.bytes={SEGMENT_BYTES}
 log.retention.ms={RETENTION_MS}
 log.retention.bytes=-1
 message.max.bytes={MAX_MESSAGE_BYTES}
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+offsets.topic.replication.factor={rf}
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={min_isr}
 min.insync.replicas=1
 group.initial.rebalance.delay.ms=0
 """
         (self.workdir / "server.properties").write_text(props)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run(
-            self._java() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
-                            "-c", "server.properties", "--standalone"],
-            cwd=self.workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def format(self) -> "Formatting":
+        """Starts kafka-storage format of this node's log directory (a static quorum needs no flag)."""
+        args = ["kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", "server.properties"]
+        if not self.voters:
+            args.append("--standalone")
+        out = open(self.workdir / "format.out", "wb")
+        proc = subprocess.Popen(self._java() + args, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        out.close()
+        return Formatting(proc, self.workdir / "format.out")
 
     def _java(self) -> list[str]:
         return ["java", "-cp", f"{self.home}/lib/*",
@@ -249,6 +280,132 @@ group.initial.rebalance.delay.ms=0
 
     def command(self) -> list[str]:
         return ["java", *KAFKA_BROKER_JVM] + self._java()[1:] + ["kafka.Kafka", "server.properties"]
+
+
+class Formatting:
+    """A running kafka-storage format."""
+
+    def __init__(self, proc: subprocess.Popen, log: Path):
+        self.proc, self.log = proc, log
+
+    def wait_checked(self) -> None:
+        if self.proc.wait(300) != 0:
+            raise RuntimeError(f"kafka-storage format exited {self.proc.returncode}:\n"
+                               f"{self.log.read_text(errors='replace')[-2000:]}")
+
+
+class Cluster:
+    """CLUSTER_SIZE brokers of one kind on loopback, each with its own ports, work and data directory,
+    seen by a scenario as one Broker: a bootstrap list of all of them, CPU time and peak RSS summed
+    over the processes (`stats`), started together and stopped together."""
+
+    kind = "?"
+
+    def __init__(self, workdir: Path, nodes: list[Broker]):
+        self.workdir = workdir
+        self.nodes = nodes
+        self.started_at = 0.0
+        self.stop_s = 0.0
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def stats(self) -> ProcStatsSum:
+        return ProcStatsSum([n.proc.pid for n in self.nodes])
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        for n in self.nodes:
+            n.start()
+
+    def check_running(self) -> None:
+        for n in self.nodes:
+            if n.proc.poll() is not None:
+                raise RuntimeError(f"{n.kind} node {n.node_id} exited with {n.proc.returncode}; see {n.workdir}")
+
+    def node_ready(self, n: Broker) -> bool:
+        raise NotImplementedError
+
+    def wait_ready(self, topics: list[str] | None = None, timeout: float = 600) -> float:
+        """Waits until every node is ready and lists all the cluster's brokers in Metadata; returns
+        seconds since the first start. (Scenario 5 creates its topics after this.)"""
+        def ready():
+            self.check_running()
+            return all(self.node_ready(n) and brokers_listed(n.port, len(self.nodes)) for n in self.nodes)
+        wait_for(ready, timeout, f"{self.kind} cluster to be ready", interval=0.1)
+        ready_s = time.monotonic() - self.started_at
+        say(f"  {len(self.nodes)} {self.kind} brokers ready in {ready_s:.1f}s")
+        return ready_s
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM to every node at once (each runs its own controlled shutdown), then waits for all
+        up to `timeout`; SIGKILL only for a node still running then (only the PIDs we started)."""
+        live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        if not live:
+            return
+        t0 = time.monotonic()
+        for n in live:
+            n.proc.send_signal(signal.SIGTERM)
+        for n in live:
+            try:
+                n.proc.wait(max(0.1, t0 + timeout - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{n.kind} node {n.node_id} (pid {n.proc.pid}) did not stop in {timeout:.0f}s; SIGKILL")
+                n.kill9()
+        self.stop_s = time.monotonic() - t0
+
+    def kill9(self) -> None:
+        for n in self.nodes:
+            n.kill9()
+
+
+class TidewayCluster(Cluster):
+    """Three tideway-broker processes voting in one metadata quorum (--node-id, --voters), each with
+    the single broker's flags; ready when every /readyz answers 200."""
+
+    kind = "tideway"
+
+    def __init__(self, workdir: Path, binary: Path):
+        super().__init__(workdir, [Tideway(workdir / f"n{i}", binary, node_id=i) for i in range(CLUSTER_SIZE)])
+
+    def prepare(self) -> None:
+        ports = free_ports(3 * len(self.nodes))  # one call: all distinct
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{ports[3 * i + 2]}" for i, n in enumerate(self.nodes))
+        for i, n in enumerate(self.nodes):
+            n.workdir.mkdir(parents=True, exist_ok=True)
+            n.port, n.http_port, n.admin_port = ports[3 * i:3 * i + 3]
+            n.voters = voters
+
+    def node_ready(self, n: Tideway) -> bool:
+        return http_status(f"http://127.0.0.1:{n.http_port}/readyz") == 200
+
+
+class KafkaCluster(Cluster):
+    """Three KRaft nodes, each broker+controller (the single-node set-up, times three), voting in one
+    static controller quorum, formatted with the same cluster id."""
+
+    kind = "kafka"
+
+    def __init__(self, workdir: Path, home: Path):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        super().__init__(workdir, [Kafka(workdir / f"n{i}", home, node_id=i, cluster_id=cluster_id)
+                                   for i in range(CLUSTER_SIZE)])
+
+    def prepare(self) -> None:
+        ports = free_ports(2 * len(self.nodes))
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(self.nodes))
+        for i, n in enumerate(self.nodes):
+            n.workdir.mkdir(parents=True, exist_ok=True)
+            n.port, n.controller_port = ports[2 * i:2 * i + 2]
+            n.voters = voters
+            n.write_properties()
+        for f in [n.format() for n in self.nodes]:  # three JVMs at once
+            f.wait_checked()
+
+    def node_ready(self, n: Kafka) -> bool:
+        return topics_ready(n.port, None)
 
 
 # --- load tools ---------------------------------------------------------------------------
@@ -277,8 +434,12 @@ class Tools:
         args += ["--command-property", f"acks={acks}"]
         return parse_producer_perf(self.run("org.apache.kafka.tools.ProducerPerformance", args), size)
 
-    def create_topics(self, bootstrap: str, partitions: int, topics: list[str]) -> None:
-        self.run("BenchTool", ["create-topics", bootstrap, partitions, *topics])
+    def create_topics(self, bootstrap: str, partitions: int, topics: list[str], replication_factor: int = 1,
+                      configs: dict[str, str] | None = None) -> None:
+        flags = ["--replication-factor", replication_factor]
+        for k, v in (configs or {}).items():
+            flags += ["--config", f"{k}={v}"]
+        self.run("BenchTool", ["create-topics", *flags, bootstrap, partitions, *topics])
 
 
 PERF_LINE = re.compile(
@@ -341,13 +502,16 @@ def parse_end_to_end(out: str) -> dict:
 
 
 class Measure:
-    """Broker CPU seconds over a block, and its peak RSS at the end."""
+    """Broker CPU seconds over a block, and its peak RSS at the end (a cluster: summed over its
+    brokers, with each broker's share beside it)."""
 
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: Broker | Cluster):
         self.stats = broker.stats
+        self.parts = getattr(self.stats, "parts", None)
 
     def __enter__(self):
         self.cpu0 = self.stats.cpu_seconds()
+        self.cpu0_parts = [p.cpu_seconds() for p in self.parts] if self.parts else None
         self.t0 = time.monotonic()
         return self
 
@@ -356,6 +520,10 @@ class Measure:
             self.result = {"cpu_seconds": self.stats.cpu_seconds() - self.cpu0,
                            "rss_peak_mb": self.stats.hwm_mb(),
                            "wall_seconds": time.monotonic() - self.t0}
+            if self.parts:  # lists, in node-id order: kept in the raw repeats, not aggregated
+                self.result["cpu_seconds_per_broker"] = [
+                    round(p.cpu_seconds() - c0, 2) for p, c0 in zip(self.parts, self.cpu0_parts)]
+                self.result["rss_peak_mb_per_broker"] = [round(p.hwm_mb(), 1) for p in self.parts]
 
 
 def scenario_1(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
@@ -393,6 +561,30 @@ def scenario_4(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
                     ["--bootstrap-server", b.bootstrap, "--topic", "s4serial", "--num-records",
                      sz.s4_serial_records, "--producer-acks", "all", "--record-size", 100])
     r.update(parse_end_to_end(out))
+    return r
+
+
+def scenario_5(c: Cluster, tools: Tools, sz: Sizes, opts) -> dict:
+    """Scenario 4's fixed-rate run and scenario 2's ProducerPerformance on a three-broker cluster,
+    topics with RF 3 and min.insync.replicas=2. Latency first: the throughput run leaves its bytes
+    (three copies) as dirty pages the kernel writes back for a while after, which would land in a
+    latency run that followed it."""
+    tools.create_topics(c.bootstrap, 1, ["s5e2e"], **REPLICATED_TOPIC)
+    tools.create_topics(c.bootstrap, 8, ["s5"], **REPLICATED_TOPIC)
+    say(f"  end-to-end latency at 10,000 records/s, {sz.s4_warmup_s}+{sz.s4_seconds} s (1 partition, RF 3)")
+    with Measure(c) as m:
+        out = tools.run("BenchTool", ["fixed-rate-e2e", c.bootstrap, "s5e2e", 10_000, sz.s4_seconds, 100,
+                                      sz.s4_warmup_s])
+    e2e = parse_fixed_rate(out)
+    say(f"    p50 {e2e['p50_ms']:.3f} ms, p99 {e2e['p99_ms']:.3f} ms, p99.9 {e2e['p999_ms']:.3f} ms; "
+        f"now producing {sz.s5_records:,} x 1 KiB (8 partitions, RF 3, acks=all)")
+    with Measure(c) as t:
+        r = tools.producer_perf(c.bootstrap, "s5", sz.s5_records, 1024, "all")
+    r.update(t.result)
+    r.update({f"e2e_{k}": v for k, v in e2e.items() if k != "records_per_s"})
+    r["e2e_cpu_seconds"] = m.result["cpu_seconds"]
+    r["e2e_cpu_seconds_per_broker"] = m.result["cpu_seconds_per_broker"]
+    r["brokers"] = len(c.nodes)
     return r
 
 
@@ -438,7 +630,7 @@ def scenario_7b(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
     return r
 
 
-RUNNERS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "6": scenario_6,
+RUNNERS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "5": scenario_5, "6": scenario_6,
            "7a": scenario_7a, "7b": scenario_7b}
 
 
@@ -446,7 +638,10 @@ def run_one(key: str, kind: str, ctx) -> dict:
     workdir = ctx.workroot / f"s{key}-{kind}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    b: Broker = Tideway(workdir, ctx.broker_bin) if kind == "tideway" else Kafka(workdir, ctx.kafka_home)
+    if key == "5":
+        b = TidewayCluster(workdir, ctx.broker_bin) if kind == "tideway" else KafkaCluster(workdir, ctx.kafka_home)
+    else:
+        b = Tideway(workdir, ctx.broker_bin) if kind == "tideway" else Kafka(workdir, ctx.kafka_home)
     try:
         b.prepare()
         b.start()
@@ -454,6 +649,12 @@ def run_one(key: str, kind: str, ctx) -> dict:
         r = RUNNERS[key](b, ctx.tools, ctx.sizes, ctx.opts)
         # The machine is shared: keep the load beside each measurement (it includes our own ~2).
         r["load_1m_after"] = os.getloadavg()[0]
+        if isinstance(b, Cluster):
+            # Informative, not in the table: start-up to all brokers listed, and a stop of all of
+            # them at once (SIGTERM to each, controlled shutdowns overlapping).
+            r["cluster_ready_s"] = b.ready_s
+            b.stop()
+            r["cluster_stop_s"] = b.stop_s
         return r
     finally:
         b.stop()
@@ -508,6 +709,7 @@ def main() -> int:
     ctx.broker_bin = opts.broker_bin.resolve()
     ctx.kafka_home = opts.kafka_home.resolve()
     ctx.tools = Tools(ctx.kafka_home, opts.classes.resolve())
+    opts.out = opts.out.resolve()  # brokers run with their work directory as cwd: paths must be absolute
     opts.out.mkdir(parents=True, exist_ok=True)
     ctx.workroot = opts.out / "work"
     shutil.rmtree(ctx.workroot, ignore_errors=True)
@@ -523,9 +725,14 @@ def main() -> int:
                    "kafka": f"Apache Kafka {KAFKA_VERSION}, KRaft combined broker+controller, "
                             f"JVM {' '.join(KAFKA_BROKER_JVM)}, same topic settings, log.flush left to the OS",
                    "load_tools": "Kafka 4.3.1 ProducerPerformance, ConsumerPerformance, EndToEndLatency; "
-                                 "tests/bench/BenchTool.java for scenarios 4 (fixed rate) and 6 (many topics); "
+                                 "tests/bench/BenchTool.java for scenarios 4 and 5 (fixed rate) and 6 (many topics); "
                                  f"tool JVM {' '.join(TOOL_JVM)}; producer defaults otherwise (linger.ms 5, "
                                  "batch.size 16 KiB)",
+                   "scenario_5": f"{CLUSTER_SIZE} brokers per side on 127.0.0.1 (Tideway: --node-id/--voters, "
+                                 f"same flags as above; Kafka: {CLUSTER_SIZE} combined broker+controller JVMs, "
+                                 "static controller.quorum.voters, offsets/transaction topics RF 3); topics RF 3, "
+                                 "min.insync.replicas=2; the fixed-rate latency run first, then ProducerPerformance "
+                                 "acks=all on 8 partitions; CPU and peak RSS summed over the three processes",
                }}
     if not opts.no_ceilings:
         results["ceilings"] = measure_ceilings(ctx.workroot, ctx.sizes.loopback_bytes, ctx.sizes.disk_bytes,
@@ -534,11 +741,6 @@ def main() -> int:
     failures = 0
     for key in keys:
         name = SCENARIOS[key]
-        if key == "5":
-            say(f"scenario {name}: skipped ({SKIPPED_5})")
-            results["scenarios"].append({"name": name, "skipped": SKIPPED_5,
-                                         "tideway": {"skipped": SKIPPED_5}, "kafka": {"skipped": SKIPPED_5}})
-            continue
         raw = {"tideway": [], "kafka": []}
         errors = {"tideway": [], "kafka": []}
         for rep in range(opts.repeats):
@@ -555,7 +757,8 @@ def main() -> int:
                     continue
                 raw[kind].append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})
                 say("  " + ", ".join(f"{k}={v:.4g}" for k, v in r.items() if isinstance(v, (int, float))
-                                     and not k.endswith("_ms") or k in ("p99_ms", "p999_ms")))
+                                     and not k.endswith("_ms") or k in ("p99_ms", "p999_ms", "e2e_p99_ms",
+                                                                          "e2e_p999_ms")))
         entry = {"name": name}
         for kind in ("tideway", "kafka"):
             entry[kind] = aggregate(raw[kind]) if raw[kind] else {"failed": errors[kind] or ["no run"]}
@@ -575,16 +778,19 @@ def main() -> int:
 
 
 def add_relations(results: dict) -> None:
-    """Scenario 6 relative to scenario 2, and throughput relative to the machine's ceilings."""
+    """Scenarios 5 (the cost of replication) and 6 (of many partitions) relative to scenario 2, and
+    throughput relative to the machine's ceilings (not for 5: three brokers move each byte three times)."""
     by = {s["name"].split()[0]: s for s in results["scenarios"]}
     for kind in ("tideway", "kafka"):
-        s2, s6 = by.get("2", {}).get(kind, {}), by.get("6", {}).get(kind, {})
-        if "mb_per_s" in s2 and "mb_per_s" in s6 and s2["mb_per_s"]:
-            s6["relative_to_scenario_2"] = round(s6["mb_per_s"] / s2["mb_per_s"], 3)
+        s2 = by.get("2", {}).get(kind, {})
+        for other in ("5", "6"):
+            so = by.get(other, {}).get(kind, {})
+            if "mb_per_s" in s2 and "mb_per_s" in so and s2["mb_per_s"]:
+                so["relative_to_scenario_2"] = round(so["mb_per_s"] / s2["mb_per_s"], 3)
         ceil = results.get("ceilings", {})
         for s in results["scenarios"]:
             side = s.get(kind, {})
-            if "mb_per_s" in side and not s["name"].startswith("4"):
+            if "mb_per_s" in side and s["name"].split()[0] not in ("4", "5"):
                 if ceil.get("loopback_mb_per_s"):
                     side["share_of_loopback"] = round(side["mb_per_s"] / ceil["loopback_mb_per_s"], 5)
                 if ceil.get("disk_write_mb_per_s") and not s["name"].startswith("3"):

@@ -14,6 +14,8 @@ import statistics
 import struct
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -61,6 +63,25 @@ class ProcStats:
         return self._status_kb("VmRSS") / 1024
 
 
+class ProcStatsSum:
+    """ProcStats summed over several processes (the brokers of one cluster).
+
+    `hwm_mb` is the sum of each process's own peak, an upper bound of the peak of the sum.
+    """
+
+    def __init__(self, pids: list[int]):
+        self.parts = [ProcStats(pid) for pid in pids]
+
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds() for p in self.parts)
+
+    def hwm_mb(self) -> float:
+        return sum(p.hwm_mb() for p in self.parts)
+
+    def rss_mb(self) -> float:
+        return sum(p.rss_mb() for p in self.parts)
+
+
 # --- Kafka protocol: just enough Metadata v4 to tell when partitions have leaders ---------
 
 
@@ -92,6 +113,15 @@ class _Reader:
 
 def metadata(port: int, topics: list[str] | None, timeout: float = 5.0) -> dict[str, list[tuple[int, int]]]:
     """Metadata v4 on 127.0.0.1:port; returns {topic: [(error_code, leader), ...]} (raises on failure)."""
+    return _metadata(port, topics, timeout)[1]
+
+
+def metadata_brokers(port: int, timeout: float = 5.0) -> list[int]:
+    """The node ids of the brokers a Metadata v4 answer on 127.0.0.1:port lists (raises on failure)."""
+    return _metadata(port, [], timeout)[0]
+
+
+def _metadata(port: int, topics: list[str] | None, timeout: float) -> tuple[list[int], dict]:
     body = struct.pack(">i", -1) if topics is None else struct.pack(">i", len(topics)) + b"".join(map(_kstr, topics))
     body += b"\x00"  # allow_auto_topic_creation = false
     req = struct.pack(">hhi", 3, 4, 7) + _kstr("tideway-bench") + body
@@ -102,8 +132,9 @@ def metadata(port: int, topics: list[str] | None, timeout: float = 5.0) -> dict[
     r = _Reader(data)
     r.take(">i")  # correlation id
     r.take(">i")  # throttle
-    for _ in range(r.take(">i")):  # brokers
-        r.take(">i"); r.string(); r.take(">i"); r.string()
+    brokers = []
+    for _ in range(r.take(">i")):
+        brokers.append(r.take(">i")); r.string(); r.take(">i"); r.string()
     r.string()  # cluster id
     r.take(">i")  # controller id
     out = {}
@@ -117,7 +148,7 @@ def metadata(port: int, topics: list[str] | None, timeout: float = 5.0) -> dict[
             r.int32_array(); r.int32_array()
             parts.append((perr, leader))
         out[name] = parts if err == 0 else []
-    return out
+    return brokers, out
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:
@@ -144,6 +175,25 @@ def topics_ready(port: int, topics: list[str] | None, partitions: int | None = N
         if any(err != 0 or leader < 0 for err, leader in parts):
             return False
     return True
+
+
+def brokers_listed(port: int, count: int) -> bool:
+    """True once the Metadata answer on `port` lists at least `count` brokers."""
+    try:
+        return len(metadata_brokers(port, timeout=2.0)) >= count
+    except (OSError, struct.error, UnicodeDecodeError):
+        return False
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    """The HTTP status of GET `url`, or 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, ValueError):
+        return 0
 
 
 def wait_for(cond, timeout: float, what: str, interval: float = 0.02):

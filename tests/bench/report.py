@@ -17,6 +17,9 @@ METRICS = [
     ("p50_ms", "p50 ms", False),
     ("p99_ms", "p99 ms", False),
     ("p999_ms", "p99.9 ms", False),
+    ("e2e_p50_ms", "end-to-end p50 ms at 10,000 records/s (as 4)", False),
+    ("e2e_p99_ms", "end-to-end p99 ms", False),
+    ("e2e_p999_ms", "end-to-end p99.9 ms", False),
     ("serial_p50_ms", "serial round trip p50 ms (EndToEndLatency)", False),
     ("serial_p99_ms", "serial round trip p99 ms", False),
     ("serial_p999_ms", "serial round trip p99.9 ms", False),
@@ -31,7 +34,23 @@ METRICS = [
     ("log_gib", "log GiB at kill -9", None),
     ("rss_peak_mb", "broker peak RSS MB", False),
     ("cpu_seconds", "broker CPU s", False),
+    ("e2e_cpu_seconds", "broker CPU s during the end-to-end run", False),
 ]
+
+# Labels that change when a side is a cluster (scenario 5: summed over its `brokers`).
+CLUSTER_LABELS = {
+    "rss_peak_mb": "brokers' peak RSS MB, sum of {n}",
+    "cpu_seconds": "brokers' CPU s (producer run), sum of {n}",
+    "e2e_cpu_seconds": "brokers' CPU s (end-to-end run), sum of {n}",
+    "p50_ms": "producer p50 ms",
+    "p99_ms": "producer p99 ms",
+    "p999_ms": "producer p99.9 ms",
+}
+
+
+def _label(key: str, label: str, t: dict, k: dict) -> str:
+    n = max(int(t.get("brokers", 1)), int(k.get("brokers", 1)))
+    return CLUSTER_LABELS[key].format(n=n) if n > 1 and key in CLUSTER_LABELS else label
 
 
 def _fmt(v: float) -> str:
@@ -102,7 +121,8 @@ def markdown(results: dict) -> str:
             if (isinstance(t.get(key), (int, float)) and isinstance(k.get(key), (int, float)) and k[key]
                     and not key.startswith("share_of_")):
                 ratio = f"{t[key] / k[key]:.2f}"
-            lines.append(f"| {name if first else ''} | {label} | {_cell(t, key)} | {_cell(k, key)} | {ratio} |")
+            lines.append(f"| {name if first else ''} | {_label(key, label, t, k)} | {_cell(t, key)} | {_cell(k, key)} "
+                         f"| {ratio} |")
             first = False
     lines.append("")
     return "\n".join(lines)
@@ -156,9 +176,11 @@ def chart(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     panels = [
-        (axes[0][0], ("1", "2", "3", "6"), "mb_per_s", "Throughput (higher is better)", "MB/s", False),
-        (axes[0][1], ("1", "2", "3", "4", "6", "7a", "7b"), "rss_peak_mb", "Broker peak RSS (lower is better)", "MB", False),
-        (axes[0][2], ("1", "2", "3", "4", "6"), "cpu_seconds", "Broker CPU during the run (lower is better)", "s", False),
+        (axes[0][0], ("1", "2", "3", "5", "6"), "mb_per_s", "Throughput (higher is better)", "MB/s", False),
+        (axes[0][1], ("1", "2", "3", "4", "5", "6", "7a", "7b"), "rss_peak_mb",
+         "Broker peak RSS (lower is better; #5: sum of 3)", "MB", False),
+        (axes[0][2], ("1", "2", "3", "4", "5", "6"), "cpu_seconds",
+         "Broker CPU during the run (lower is better; #5: sum of 3)", "s", False),
         (axes[1][1], ("7a", "7b"), "startup_s", "Start-up to ready (lower is better)", "s", False),
         (axes[1][2], ("7a",), "idle_rss_mb", "Idle RSS after start-up (lower is better)", "MB", False),
     ]
@@ -168,22 +190,32 @@ def chart(results: dict, path: Path) -> None:
             bars(ax, items, key, title, ylabel, log)
         else:
             ax.set_axis_off()
-    # Latency of scenario 4: one group per percentile.
+    # End-to-end latency at 10,000 records/s: one group per percentile; scenario 4 (one broker)
+    # and, hatched, scenario 5 (three brokers, RF 3) where they ran.
     ax = axes[1][0]
-    s4 = [sc for sc in scen if sc["name"].startswith("4")]
-    if s4:
-        sc = s4[0]
-        keys = [("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")]
-        width = 0.38
-        for i, kind in enumerate(("tideway", "kafka")):
-            side = sc.get(kind, {})
-            ax.bar([x + (i - 0.5) * width for x in range(len(keys))], [side.get(k, 0) for k, _ in keys], width,
-                   label="Tideway" if kind == "tideway" else "Kafka", color=colors[kind])
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([lbl for _, lbl in keys], fontsize=8)
+    series = []  # (scenario number, key prefix, scenario)
+    for num, prefix in (("4", ""), ("5", "e2e_")):
+        for sc in scen:
+            if sc["name"].split()[0] == num and any(f"{prefix}p50_ms" in sc.get(k, {}) for k in colors):
+                series.append((num, prefix, sc))
+    if series:
+        pcts = [("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")]
+        bars_per_group = 2 * len(series)
+        width = 0.8 / bars_per_group
+        i = 0
+        for num, prefix, sc in series:
+            for kind in ("tideway", "kafka"):
+                side = sc.get(kind, {})
+                ax.bar([x + (i - (bars_per_group - 1) / 2) * width for x in range(len(pcts))],
+                       [side.get(prefix + k, 0) for k, _ in pcts], width, color=colors[kind],
+                       hatch="//" if num == "5" else None, edgecolor="white" if num == "5" else None,
+                       label=f"{'Tideway' if kind == 'tideway' else 'Kafka'} #{num}")
+                i += 1
+        ax.set_xticks(range(len(pcts)))
+        ax.set_xticklabels([lbl for _, lbl in pcts], fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel("ms (log)", fontsize=8)
-        ax.set_title("#4 end-to-end latency at 10k rec/s (lower is better)", fontsize=10)
+        ax.set_title("End-to-end latency at 10k rec/s (#5: 3 brokers, RF 3; lower is better)", fontsize=10)
         ax.legend(fontsize=8)
     else:
         ax.set_axis_off()

@@ -63,7 +63,7 @@ else
     say "Kafka $kafka_version cached at $kafka_home"
 fi
 
-# 3. BenchTool (scenarios 4 and 6), compiled against that kafka-clients.
+# 3. BenchTool (scenarios 4, 5 and 6), compiled against that kafka-clients.
 classes="$kafka_home/bench-classes"
 want="$(sha "$here/BenchTool.java" "$here/pom.xml")"
 if [ "$(cat "$classes/.sha256" 2>/dev/null || true)" != "$want" ]; then

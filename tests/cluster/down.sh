@@ -81,7 +81,8 @@ if [ -f "$CLUSTER_DIR/run-containerd.created" ]; then
     rmdir /run/containerd/s /run/containerd 2>/dev/null
 fi
 
-# 3. control plane
+# 3. control plane (and the cluster DNS responder)
+stop_pid dns
 stop_pid kube-scheduler
 stop_pid kube-controller-manager
 stop_pid kube-apiserver

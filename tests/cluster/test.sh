@@ -3,7 +3,9 @@
 # With KUBECONFIG unset it first brings up the local cluster (tests/cluster/up.sh) and always
 # tears down what it started (tests/cluster/down.sh), even when the test or up.sh fails.
 # With KUBECONFIG set it only runs the test against that cluster.
-# Env: TIDEWAY_KEEP_CLUSTER=1 leaves a cluster it started running (for debugging).
+# Env: TIDEWAY_KEEP_CLUSTER=1 leaves a cluster it started running (for debugging);
+#      TIDEWAY_OPERATOR_E2E=1 then installs the operator (tests/e2e/install.sh, with the release
+#      binaries already built) and runs tests/e2e/operator/e2e.sh (three brokers).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,3 +37,8 @@ if [ -z "${KUBECONFIG:-}" ]; then
 fi
 
 bash "$REPO_ROOT/tests/e2e/smoke/smoke.sh"
+if [ "${TIDEWAY_OPERATOR_E2E:-0}" = 1 ]; then
+    say "test: operator end-to-end (install, then tests/e2e/operator/e2e.sh)"
+    TIDEWAY_SKIP_BUILD=1 bash "$REPO_ROOT/tests/e2e/install.sh"
+    bash "$REPO_ROOT/tests/e2e/operator/e2e.sh"
+fi

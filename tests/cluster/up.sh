@@ -153,6 +153,14 @@ start_component kube-apiserver kube-apiserver \
 wait_for kube-apiserver 120 "$LOGS/kube-apiserver.log" kubectl_ get --raw /readyz
 say "kube-apiserver ready ($server)"
 
+# ---------------------------------------------------------------- cluster DNS (tests/cluster/dns.py)
+# No CoreDNS image here: a small responder on the node IP answers pod and headless-Service
+# names from the apiserver, and nothing else (no forwarding off the machine).
+start_component dns python3 "$REPO_ROOT/tests/cluster/dns.py" --listen "$NODE_IP" \
+    --kubectl "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE"
+wait_for dns 30 "$LOGS/dns.log" grep -q "dns: serving" "$LOGS/dns.log"
+say "cluster DNS ready ($NODE_IP:53)"
+
 # ---------------------------------------------------------------- controller-manager, scheduler
 cm_kc="$CLUSTER_DIR/kubeconfigs/controller-manager.kubeconfig"
 start_component kube-controller-manager kube-controller-manager \
@@ -356,6 +364,7 @@ makeIPTablesUtilChains: false
 protectKernelDefaults: false
 resolvConf: $KUBELET_DIR/resolv.conf
 clusterDomain: cluster.local
+clusterDNS: [$NODE_IP]
 podLogsDir: $CLUSTER_DIR/pod-logs
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

@@ -2,7 +2,7 @@
 # Installs tideway-operator into the local test cluster (tests/cluster/up.sh must have run):
 # builds the operator (release) and broker images with images/build.sh, imports them into the
 # cluster's containerd, and `helm upgrade --install`s charts/tideway-operator with pod-IP
-# advertising and KUBERNETES_SERVICE_HOST/PORT pointing at the apiserver (no kube-proxy, no DNS).
+# advertising and KUBERNETES_SERVICE_HOST/PORT pointing at the apiserver (no kube-proxy; DNS is tests/cluster/dns.py).
 # Waits until the operator Deployment is Available. Idempotent.
 # Env: KUBECONFIG (default target/test-cluster/kubeconfig), TIDEWAY_RESYNC_PERIOD (default 10s),
 #      TIDEWAY_SKIP_BUILD=1 uses the binaries already in target/.

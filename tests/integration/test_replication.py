@@ -20,6 +20,12 @@ are read from Metadata as clients see them, and every wait polls with a deadline
   tail when it rejoins, so its log equals the others' when it leads again.
 - a rolling SIGTERM restart (controlled shutdown) under an idempotent producer
   causes no delivery error at all.
+- kill -9 of the group coordinator's broker (the leader of __consumer_offsets-0):
+  another in-sync replica takes over and answers exactly the acknowledged
+  offsets, takes new commits, and still has them after the old one rejoins.
+- the same kill under a librdkafka group member committing as it goes: it keeps
+  consuming through the new coordinator, nothing is lost, nothing below an
+  acknowledged commit is delivered again, and a fresh member starts at the end.
 
 Broker ids are the index in the list `start_cluster` returns (--node-id=i).
 """
@@ -28,11 +34,12 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter, defaultdict
 from typing import Iterable
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import kafka_wire as wire
@@ -697,7 +704,7 @@ def test_committed_offsets_survive_the_loss_of_the_coordinator(start_broker):
 
     first = {p: ends[p] // (p + 2) for p in range(partitions)}  # distinct, inside the log
     commit_strictly(bootstrap_of(b), group, topic, first)
-    assert first_committed_answer(bootstrap_of(b), group, topic, first, "the first commit read back") == first
+    assert first_committed_answer(bootstrap_of(b), group, topic, list(first), "the first commit read back") == first
 
     coordinator = wait_leader(b, OFFSETS_TOPIC, 0)
     b[coordinator].kill()
@@ -706,7 +713,7 @@ def test_committed_offsets_survive_the_loss_of_the_coordinator(start_broker):
 
     # Asked through the live brokers only, the new coordinator answers what was acknowledged.
     got = first_committed_answer(
-        bootstrap_of(b), group, topic, first,
+        bootstrap_of(b), group, topic, list(first),
         f"an answer from the new coordinator (broker {successor}; broker {coordinator} killed)",
     )
     assert got == first, f"after broker {coordinator} (coordinator) died, broker {successor} answered {got}, committed {first}"
@@ -714,12 +721,150 @@ def test_committed_offsets_survive_the_loss_of_the_coordinator(start_broker):
     # The new coordinator takes commits, with one replica of the offsets partition down.
     second = {p: ends[p] - p - 1 for p in range(partitions)}
     commit_strictly(bootstrap_of(b), group, topic, second)
-    got = first_committed_answer(bootstrap_of(b), group, topic, second, "the commit to the new coordinator read back")
+    got = first_committed_answer(bootstrap_of(b), group, topic, list(second), "the commit to the new coordinator read back")
     assert got == second, f"broker {successor} acknowledged {second} but answers {got}"
 
     # The old coordinator rejoins as a follower and catches up; the offsets stay the new ones.
     restart_together(b[coordinator])
     wait_isr(b, OFFSETS_TOPIC, 0, [0, 1, 2])
     for via in [bootstrap_of(b), b[coordinator].bootstrap]:
-        got = first_committed_answer(via, group, topic, second, f"the offsets after broker {coordinator} rejoined")
+        got = first_committed_answer(via, group, topic, list(second), f"the offsets after broker {coordinator} rejoined")
         assert got == second, f"after broker {coordinator} rejoined, asked via {via}: {got}, committed {second}"
+
+
+class GroupMember:
+    """One librdkafka consumer in a group, driven by the test's thread: commit-after-processing.
+
+    `consume(until)` polls, records every delivered record and commits the offsets
+    of processed records synchronously every `batch` records. A commit that fails
+    (coordinator moving, rebalance) is kept and retried with the next one; `acked`
+    holds, per partition, the highest offset whose commit the broker acknowledged.
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str, batch: int = 20):
+        self.topic, self.batch = topic, batch
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+        })
+        self.consumer.subscribe([topic])
+        self.delivered: list[tuple[int, int, bytes]] = []  # (partition, offset, value) in delivery order
+        self.pending: dict[int, int] = {}  # partition -> next offset, processed but not yet committed
+        self.since_commit = 0
+        self.acked: dict[int, int] = {}
+        self.commit_errors: list[str] = []
+        self.client_errors: list[str] = []
+
+    def commit_processed(self) -> None:
+        """Commits what was processed and not yet committed; a failure is recorded, not raised."""
+        offsets = {p: o for p, o in self.pending.items() if o > self.acked.get(p, -1)}
+        if not offsets:
+            self.pending.clear()
+            return
+        try:
+            commit_acknowledged(self.consumer, self.topic, offsets)
+        except KafkaException as e:
+            self.commit_errors.append(f"{offsets}: {e.args[0]}")
+            return
+        for p, o in offsets.items():
+            self.acked[p] = max(self.acked.get(p, -1), o)
+        self.pending.clear()
+        self.since_commit = 0
+
+    def consume(self, until, what: str, timeout: float = WAIT_S) -> None:
+        """Polls and commits until `until(self)` is true, or fails after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not until(self):
+            assert time.monotonic() < deadline, (
+                f"timed out after {timeout}s consuming until {what}: {len(self.delivered)} records delivered, "
+                f"commits acknowledged up to {self.acked}, last commit errors {self.commit_errors[-3:]}, "
+                f"last client errors {self.client_errors[-3:]}"
+            )
+            msg = self.consumer.poll(0.2)
+            if msg is not None and msg.error() is not None:
+                assert not msg.error().fatal(), f"fatal consumer error: {msg.error()}"
+                self.client_errors.append(str(msg.error()))
+            elif msg is not None:
+                p, o = msg.partition(), msg.offset()
+                self.delivered.append((p, o, msg.value()))
+                self.pending[p] = max(self.pending.get(p, 0), o + 1)
+                self.since_commit += 1
+            if self.since_commit >= self.batch or (msg is None and self.pending):
+                self.commit_processed()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def test_a_consumer_group_keeps_consuming_when_the_coordinators_broker_dies(start_broker):
+    b = start_cluster(start_broker, group_initial_rebalance_delay_ms=0)
+    topic, group, partitions, n = unique_topic("repl"), unique_topic("g"), 3, 3000
+    create_replicated_topic(b, topic, partitions, min_isr=2)
+    acked = produce_ok(bootstrap_of(b), topic, keyed_records(n), {"enable.idempotence": True}).acked
+    ends = {p: 1 + max((r.offset for r in acked if r.partition == p), default=-1) for p in range(partitions)}
+    assert all(ends.values()), f"a partition got no records: {ends}"
+    expected = {(r.partition, r.offset): r.value for r in acked}
+    wait_in_sync(b, OFFSETS_TOPIC, 1)
+
+    # Bootstrapped from all three: it must not matter which one dies.
+    member = GroupMember(bootstrap_of(b, only_running=False), group, topic)
+    try:
+        member.consume(lambda m: len(m.delivered) >= n // 2, f"{n // 2} records delivered")
+        member.commit_processed()
+        assert not member.pending, f"the commit before the kill failed: {member.commit_errors[-1:]}"
+        before_kill = dict(member.acked)
+        delivered_before_kill = len(member.delivered)
+
+        coordinator = wait_leader(b, OFFSETS_TOPIC, 0)
+        b[coordinator].kill()
+
+        def caught_up(m: GroupMember) -> bool:
+            seen = {(p, o) for p, o, _ in m.delivered}
+            return seen >= set(expected) and m.acked == ends and not m.pending
+
+        member.consume(
+            caught_up,
+            f"every record delivered and committed after broker {coordinator} (coordinator) was killed",
+            timeout=180,
+        )
+    finally:
+        member.close()
+    successor = wait_leader(b, OFFSETS_TOPIC, 0, exclude={coordinator})
+
+    # Nothing lost, nothing changed; duplicates are allowed (at-least-once).
+    wrong = [(p, o, v) for p, o, v in member.delivered if expected.get((p, o)) != v]
+    assert not wrong, f"{len(wrong)} delivered records differ from what was acknowledged, e.g. {wrong[:3]}"
+    # The commits acknowledged before the kill survived it: nothing below them came again.
+    after = member.delivered[delivered_before_kill:]
+    rewound = [(p, o) for p, o, _ in after if o < before_kill.get(p, 0)]
+    assert not rewound, (
+        f"{len(rewound)} records below the offsets committed before the kill ({before_kill}) "
+        f"were delivered again after it, e.g. {rewound[:5]}"
+    )
+
+    # A fresh member of the group starts at the end: the commits after the failover landed.
+    got = first_committed_answer(bootstrap_of(b), group, topic, range(partitions), "the group's final offsets")
+    assert got == ends, f"committed offsets {got} != high watermarks {ends} (coordinator now broker {successor})"
+    markers = produce_ok(
+        bootstrap_of(b), topic, [{"key": b"marker", "value": b"marker-%d" % p, "partition": p} for p in range(partitions)]
+    ).acked
+    assert {r.partition: r.offset for r in markers} == ends
+    fresh = GroupMember(bootstrap_of(b), group, topic)
+    try:
+        fresh.consume(lambda m: {p for p, _, _ in m.delivered} == set(range(partitions)), "a record from every partition")
+        first_seen = {}
+        for p, o, _ in fresh.delivered:
+            first_seen.setdefault(p, o)
+        assert first_seen == ends, f"a fresh member started at {first_seen}, the committed ends are {ends}"
+    finally:
+        fresh.close()
+    print(
+        f"coordinator {coordinator} -> {successor}; {len(member.delivered)} deliveries for {n} records; "
+        f"{len(member.commit_errors)} failed commits, e.g. {member.commit_errors[:2]}; "
+        f"client errors {member.client_errors[:3]}"
+    )

@@ -118,8 +118,11 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
                 _ => {}
             }
         }
-        if let Err(e) = store.commit(records).await {
-            tracing::warn!(error = %e, "committing controller decisions failed; retrying");
+        tokio::select! {
+            committed = store.commit(records) => if let Err(e) = committed {
+                tracing::warn!(error = %e, "committing controller decisions failed; retrying");
+            },
+            _ = crate::stopped(&mut stopping) => return,
         }
     }
 }
@@ -192,10 +195,20 @@ pub async fn controlled_shutdown(broker: &Broker) {
         "controlled shutdown: handing leaderships over"
     );
     let moved = tokio::time::timeout(deadline, async {
+        let mut handed_over_at: Option<Instant> = None;
         loop {
             let image = images.borrow_and_update().clone();
             let handed_over = leads_movable(&image, me) == 0;
             if handed_over && image.fenced.contains(&me) {
+                return true;
+            }
+            // Nothing left to move: give the controller a moment to fence this
+            // broker (which takes it out of ISRs), but do not wait on a quorum
+            // that may be gone.
+            let since = *handed_over_at.get_or_insert_with(Instant::now);
+            if !handed_over {
+                handed_over_at = None;
+            } else if since.elapsed() > UNREACHABLE_CONTROLLER {
                 return true;
             }
             // Without a reachable controller nothing can move: do not wait for it.

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end test of tideway-operator on the local cluster (after tests/cluster/up.sh and
-# tests/e2e/install.sh): a one-broker MessageCluster becomes Ready; a Topic becomes Ready;
-# kcat produces and consumes through status.bootstrapServers; a topic deleted behind the
-# operator's back comes back (Event DriftRepaired); deletionPolicy Delete deletes the Kafka
-# topic, Retain keeps it. One broker, RF 1, min-ISR 1: brokers cannot form multi-broker
-# clusters yet. Ends with `e2e-operator: N passed, N failed`. Not part of tests/run.sh.
+# tests/e2e/install.sh): a three-broker MessageCluster becomes Ready (the brokers find each
+# other's Raft voters through the cluster DNS); replicated Topics become Ready, one with a
+# replication factor above the broker count reports InvalidReplicationFactor; kcat produces
+# with acks=all and consumes through status.bootstrapServers, also after a broker pod is
+# deleted; a replication factor change completes; a topic deleted behind the operator's back
+# comes back (Event DriftRepaired); the operator restarted mid-reconcile converges; two
+# operator replicas never both act; deletionPolicy Delete deletes the Kafka topic, Retain
+# keeps it. Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
+# tests/cluster/test.sh with TIDEWAY_OPERATOR_E2E=1).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -41,57 +45,88 @@ trap cleanup EXIT
 "$bin/kubectl" delete namespace "$ns" --ignore-not-found --wait=true --timeout=120s >/dev/null
 "$bin/kubectl" create namespace "$ns" >/dev/null
 
-# 1. a one-broker cluster
+# 1. a three-broker cluster
 k apply -f - >/dev/null <<Y
 apiVersion: tideway.dev/v1alpha1
 kind: MessageCluster
 metadata: {name: demo}
 spec:
-  brokers: 1
+  brokers: 3
   storage: {size: 1Gi}
-  config: {defaultReplicationFactor: 1, minInSyncReplicas: 1, autoCreateTopics: false}
+  config: {defaultReplicationFactor: 3, minInSyncReplicas: 2, autoCreateTopics: false}
 Y
-if k wait --for=condition=Ready mc/demo --timeout=180s >/dev/null; then
-    ok "MessageCluster demo Ready"
+if k wait --for=condition=Ready mc/demo --timeout=240s >/dev/null; then
+    ok "MessageCluster demo Ready (3 brokers)"
 else
     fail "MessageCluster demo not Ready: $(k get mc demo -o jsonpath='{.status.conditions}')"
     k get pods -o wide || true
+    for p in demo-0 demo-1 demo-2; do k logs "$p" --tail=30 2>/dev/null | sed "s/^/$p: /" || true; done
     exit 1
 fi
 bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
-if [[ "$bootstrap" =~ ^[0-9.]+:9092$ ]]; then ok "bootstrapServers is the pod IP ($bootstrap)"; else fail "bootstrapServers '$bootstrap'"; fi
+if [[ "$bootstrap" =~ ^[0-9.]+:9092,[0-9.]+:9092,[0-9.]+:9092$ ]]; then ok "bootstrapServers lists the 3 pod IPs ($bootstrap)"; else fail "bootstrapServers '$bootstrap'"; fi
+if [ "$(k get mc demo -o jsonpath='{.status.readyBrokers}')" = 3 ]; then ok "readyBrokers = 3"; else fail "readyBrokers"; fi
 if [ "$(k get mc demo -o jsonpath='{.status.observedGeneration}')" = "$(k get mc demo -o jsonpath='{.metadata.generation}')" ]; then
     ok "observedGeneration follows generation"
 else
     fail "observedGeneration"
 fi
+brokers_listed() { [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 3 ]; }
+if until_true 60 brokers_listed; then ok "every broker is in the cluster metadata"; else fail "brokers: $(kcat -b "$bootstrap" -L -m 5 2>&1 | head -8)"; fi
 
 # 2. topics
-topic() { # topic <name> <deletionPolicy>
+topic() { # topic <name> <deletionPolicy> <replicationFactor> <minInSyncReplicas>
     k apply -f - >/dev/null <<Y
 apiVersion: tideway.dev/v1alpha1
 kind: Topic
 metadata: {name: $1}
 spec:
   clusterRef: {name: demo}
-  partitions: 2
-  replicationFactor: 1
-  minInSyncReplicas: 1
+  partitions: 3
+  replicationFactor: $3
+  minInSyncReplicas: $4
   config: {retention.ms: "3600000"}
   deletionPolicy: $2
 Y
 }
-topic orders Delete
-topic audit Retain
-if k wait --for=condition=Ready topic/orders topic/audit --timeout=60s >/dev/null; then ok "Topics Ready"; else fail "Topics not Ready: $(k get topics -o yaml)"; fi
-if [ "$(k get topic orders -o jsonpath='{.status.partitions}')" = 2 ]; then ok "status.partitions = 2"; else fail "status.partitions"; fi
+topic orders Delete 3 2
+topic audit Retain 1 1
+topic wide Delete 4 1
+if k wait --for=condition=Ready topic/orders topic/audit --timeout=90s >/dev/null; then ok "Topics Ready"; else fail "Topics not Ready: $(k get topics -o yaml)"; fi
+if [ "$(k get topic orders -o jsonpath='{.status.partitions}/{.status.replicationFactor}/{.status.underReplicatedPartitions}')" = 3/3/0 ]; then
+    ok "orders: 3 partitions, RF 3, none under-replicated"
+else
+    fail "orders status: $(k get topic orders -o jsonpath='{.status}')"
+fi
+wide_reason() { [ "$(k get topic wide -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')" = InvalidReplicationFactor ]; }
+if until_true 60 wide_reason; then ok "RF 4 on 3 brokers: InvalidReplicationFactor"; else fail "wide: $(k get topic wide -o jsonpath='{.status.conditions}')"; fi
+k delete topic wide --wait=true --timeout=60s >/dev/null || true
 on_broker() { kcat -b "$bootstrap" -L -t "$1" -m 5 2>/dev/null | grep -q "topic \"$1\" with [1-9][0-9]* partitions"; }
-if until_true 20 on_broker orders; then ok "topic orders exists on the broker"; else fail "orders not on the broker"; fi
+if until_true 20 on_broker orders; then ok "topic orders exists on the brokers"; else fail "orders not on the brokers"; fi
+isr_full() { # every partition of $1 lists 3 in-sync replicas
+    local md; md="$(kcat -b "$bootstrap" -L -t "$1" -m 5 2>/dev/null)"
+    [ "$(echo "$md" | grep -c 'isrs: [0-9]*,[0-9]*,[0-9]*$')" = 3 ]
+}
+if until_true 60 isr_full orders; then ok "orders: 3 in-sync replicas per partition"; else fail "ISR: $(kcat -b "$bootstrap" -L -t orders 2>&1 | tail -4)"; fi
 
-# 3. produce and consume
-printf 'one\ntwo\nthree\n' | kcat -b "$bootstrap" -P -t orders -p 0 -m 10
-got="$(kcat -b "$bootstrap" -C -t orders -p 0 -o beginning -e -q -m 10 | tr '\n' ' ')"
-if [ "$got" = "one two three " ]; then ok "produce/consume through bootstrapServers"; else fail "consumed '$got'"; fi
+# 3. produce with acks=all and consume, also across the loss of a broker pod
+seq 1 300 | sed 's/^/r/' | kcat -b "$bootstrap" -P -t orders -p 0 -X acks=all -m 30
+count() { kcat -b "$bootstrap" -C -t orders -p 0 -o beginning -e -q -m 30 2>/dev/null | grep -c '^r'; }
+if [ "$(count)" = 300 ]; then ok "produce (acks=all) / consume through bootstrapServers"; else fail "consumed $(count) of 300"; fi
+k delete pod demo-1 --wait=false >/dev/null
+seq 301 600 | sed 's/^/r/' | kcat -b "$bootstrap" -P -t orders -p 0 -X acks=all -X message.timeout.ms=120000 -m 150 \
+    && ok "acks=all writes succeed while a broker pod restarts" || fail "produce during the pod restart"
+if k wait --for=condition=Ready mc/demo --timeout=180s >/dev/null && until_true 120 isr_full orders; then
+    ok "the restarted broker is back in every ISR"
+else
+    fail "after the pod restart: $(k get mc demo -o jsonpath='{.status.conditions}') $(kcat -b "$bootstrap" -L -t orders 2>&1 | tail -4)"
+fi
+if [ "$(count)" = 600 ]; then ok "every acknowledged record is readable after the restart"; else fail "consumed $(count) of 600"; fi
+
+# replication factor change: audit 1 -> 3, reassignment completes
+k patch topic audit --type merge -p '{"spec":{"replicationFactor":3}}' >/dev/null
+rf3() { [ "$(k get topic audit -o jsonpath='{.status.replicationFactor}/{.status.underReplicatedPartitions}')" = 3/0 ] && isr_full audit; }
+if until_true 120 rf3; then ok "audit: replication factor 1 -> 3, all replicas in sync"; else fail "audit status: $(k get topic audit -o jsonpath='{.status}')"; fi
 
 # 4. drift: the topic deleted behind the operator's back comes back
 "$python" - "$bootstrap" <<'P'
@@ -110,7 +145,42 @@ else
     fail "no DriftRepaired event"
 fi
 
-# 5. Delete vs Retain
+# 5. the operator restarted in the middle of a reconcile converges
+opns=tideway-system
+op() { "$bin/kubectl" -n "$opns" "$@"; }
+topic late Delete 3 2
+op delete pod -l app.kubernetes.io/name=tideway-operator --wait=false >/dev/null
+if k wait --for=condition=Ready topic/late --timeout=180s >/dev/null && until_true 30 on_broker late; then
+    ok "operator restarted mid-reconcile: topic late converges"
+else
+    fail "late: $(k get topic late -o jsonpath='{.status.conditions}')"
+fi
+
+# 6. two operator replicas: one Lease holder, the other never reconciles
+op scale deployment -l app.kubernetes.io/name=tideway-operator --replicas=2 >/dev/null
+two_running() { [ "$(op get pods -l app.kubernetes.io/name=tideway-operator --field-selector=status.phase=Running -o name | wc -l)" = 2 ]; }
+reconciles() { curl -fsS "http://$1:8080/metrics" 2>/dev/null | awk '/^tideway_operator_reconciles_total/ {s += $2} END {print s + 0}'; }
+if until_true 120 two_running; then
+    k patch topic late --type merge -p '{"spec":{"config":{"retention.ms":"7200000"}}}' >/dev/null
+    retention_applied() { kcat -b "$bootstrap" -L -t late >/dev/null 2>&1 && [ "$(k get topic late -o jsonpath='{.status.observedGeneration}')" = "$(k get topic late -o jsonpath='{.metadata.generation}')" ]; }
+    until_true 60 retention_applied || true
+    holder="$(op get lease tideway-operator -o jsonpath='{.spec.holderIdentity}')"
+    acting=0
+    for ip in $(op get pods -l app.kubernetes.io/name=tideway-operator -o jsonpath='{.items[*].status.podIP}'); do
+        [ "$(reconciles "$ip")" -gt 0 ] && acting=$((acting + 1))
+    done
+    if [ -n "$holder" ] && [ "$acting" = 1 ]; then
+        ok "two operator replicas: one holds the Lease ($holder) and only one reconciles"
+    else
+        fail "two operator replicas: holder '$holder', replicas reconciling: $acting"
+    fi
+else
+    fail "the second operator replica did not start"
+fi
+op scale deployment -l app.kubernetes.io/name=tideway-operator --replicas=1 >/dev/null
+
+# 7. Delete vs Retain
+k delete topic late --wait=true --timeout=60s >/dev/null || true
 k delete topic orders --wait=true --timeout=60s >/dev/null
 if until_true 20 gone; then ok "deletionPolicy Delete removed the Kafka topic"; else fail "orders still on the broker"; fi
 k delete topic audit --wait=true --timeout=60s >/dev/null
