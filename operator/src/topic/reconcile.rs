@@ -311,16 +311,19 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
         ConditionType::Ready,
         true,
         Reason::TopicReady,
-        format!(
-            "{} partition(s), replication factor {}, min-ISR {}",
-            description.partitions, description.replication_factor, description.min_insync_replicas
-        ),
+        ready_message(&description),
     );
     set_condition(&mut status.conditions, ready, generation, &now());
     status.observed_generation = generation;
     patch_status_if_changed(ctx, topic, status).await?;
     ctx.reset_backoff(&key(topic));
-    Ok(Action::requeue(ctx.settings.resync_period))
+    // While replicas are catching up (a replication factor change), report progress sooner.
+    let next = if description.reassignment_percent < 100 {
+        ctx.settings.resync_period.min(REASSIGNMENT_POLL)
+    } else {
+        ctx.settings.resync_period
+    };
+    Ok(Action::requeue(next))
 }
 
 /// Deletes the Kafka topic when the policy says so. A cluster that is gone (or
@@ -363,6 +366,25 @@ async fn cleanup_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStep
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// How often a topic whose replicas are catching up is looked at again.
+const REASSIGNMENT_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The Ready condition's message; names the reassignment progress while
+/// replicas catch up.
+fn ready_message(d: &TopicDescription) -> String {
+    let mut message = format!(
+        "{} partition(s), replication factor {}, min-ISR {}",
+        d.partitions, d.replication_factor, d.min_insync_replicas
+    );
+    if d.reassignment_percent < 100 {
+        message.push_str(&format!(
+            "; replicas catching up: {}% of partitions fully in sync",
+            d.reassignment_percent
+        ));
+    }
+    message
 }
 
 fn fill_from_description(status: &mut TopicStatus, d: &TopicDescription) {
@@ -428,5 +450,30 @@ async fn publish_event(ctx: &Context, topic: &Topic, type_: EventType, reason: &
     };
     if let Err(err) = ctx.recorder.publish(&event, &topic.object_ref(&())).await {
         tracing::warn!(topic = %key(topic), error = %err, "could not publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_message_reports_reassignment_progress() {
+        let mut d = TopicDescription {
+            name: "orders".into(),
+            partitions: 6,
+            replication_factor: 3,
+            min_insync_replicas: 2,
+            reassignment_percent: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            ready_message(&d),
+            "6 partition(s), replication factor 3, min-ISR 2"
+        );
+        d.reassignment_percent = 50;
+        assert!(
+            ready_message(&d).ends_with("replicas catching up: 50% of partitions fully in sync")
+        );
     }
 }
