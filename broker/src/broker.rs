@@ -730,20 +730,9 @@ impl Broker {
         let records = BytesMut::from(records);
         let bytes = records.len() as u64;
         let p = partition.clone();
-        let run = move || p.append(records, log_append_time, now_ms());
-        // An fsync per append blocks: keep it off the async workers.
-        let result = if self.config.log_defaults.fsync == FsyncPolicy::Always {
-            tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
-                Err(LogError::Storage {
-                    action: "appending to",
-                    path: PathBuf::new(),
-                    source: std::io::Error::other(e),
-                }
-                .into())
-            })
-        } else {
-            run()
-        };
+        let result = self
+            .run_append(move || p.append(records, log_append_time, now_ms()))
+            .await;
         match &result {
             Ok((info, leo)) => {
                 let records = (info.last_offset - info.base_offset + 1) as u64;
@@ -762,6 +751,25 @@ impl Broker {
             Err(_) => {}
         }
         result.map(|(info, _)| info)
+    }
+
+    /// Runs an append: inline, or with `--fsync always` (an fsync per append
+    /// blocks) on the blocking pool, off the async workers.
+    async fn run_append<T: Send + 'static>(
+        &self,
+        run: impl FnOnce() -> Result<T, AppendError> + Send + 'static,
+    ) -> Result<T, AppendError> {
+        if self.config.log_defaults.fsync != FsyncPolicy::Always {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+            Err(LogError::Storage {
+                action: "appending to",
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            }
+            .into())
+        })
     }
 
     /// Waits until everything below `need` is committed (acks=all).
@@ -799,19 +807,7 @@ impl Broker {
     ) -> Result<i64, AppendError> {
         let records = BytesMut::from(records);
         let p = partition.clone();
-        let run = move || p.append_replicated(records);
-        let result = if self.config.log_defaults.fsync == FsyncPolicy::Always {
-            tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
-                Err(LogError::Storage {
-                    action: "appending to",
-                    path: PathBuf::new(),
-                    source: std::io::Error::other(e),
-                }
-                .into())
-            })
-        } else {
-            run()
-        };
+        let result = self.run_append(move || p.append_replicated(records)).await;
         match result {
             Ok((_, leo)) => {
                 self.metrics

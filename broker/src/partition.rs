@@ -190,6 +190,19 @@ impl Partition {
         Ok((info, log.log_end_offset()))
     }
 
+    /// The log, locked to cut it; refused after [`Partition::close`].
+    fn lock_for_truncation(&self) -> Result<MutexGuard<'_, PartitionLog>, LogError> {
+        let log = self.log();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(storage(
+                "truncating",
+                &self.dir,
+                std::io::Error::other("the broker is shutting down"),
+            ));
+        }
+        Ok(log)
+    }
+
     /// Removes every record at or after `offset` (see
     /// [`PartitionLog::truncate_to`]: whole batches, so the new log end may
     /// be below `offset`) and rebuilds the producer state from what is
@@ -207,14 +220,7 @@ impl Partition {
     ///    snapshot if it lies within [log start, log end], else empty; then
     ///    replay the batch headers after it.
     pub fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
-        let mut log = self.log();
-        if self.closed.load(Ordering::Acquire) {
-            return Err(storage(
-                "truncating",
-                &self.dir,
-                std::io::Error::other("the broker is shutting down"),
-            ));
-        }
+        let mut log = self.lock_for_truncation()?;
         let before = (log.log_start_offset(), log.log_end_offset());
         if offset >= 0 && offset < before.1 {
             let path = self.dir.join(PRODUCER_SNAPSHOT);
@@ -239,14 +245,7 @@ impl Partition {
     /// [`PartitionLog::restart_at`]) and forgets every producer, as Kafka
     /// does when a follower starts over at its leader's log start.
     pub fn restart_at(&self, offset: i64) -> Result<i64, LogError> {
-        let mut log = self.log();
-        if self.closed.load(Ordering::Acquire) {
-            return Err(storage(
-                "truncating",
-                &self.dir,
-                std::io::Error::other("the broker is shutting down"),
-            ));
-        }
+        let mut log = self.lock_for_truncation()?;
         let path = self.dir.join(PRODUCER_SNAPSHOT);
         if path.exists() {
             fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;

@@ -64,8 +64,19 @@ fn check_broker(broker: &Broker, id: i32) -> Result<(), Status> {
 /// The state of every partition of `topic`. Offsets are known for the
 /// partitions hosted by the answering broker; elsewhere they are -1.
 fn partition_states(broker: &Broker, topic: &TopicMeta) -> Vec<PartitionState> {
+    partition_states_of(broker, topic, None)
+}
+
+/// [`partition_states`], only of the partitions with a replica on
+/// `replica_on` when given (the rest are not even looked at).
+fn partition_states_of(
+    broker: &Broker,
+    topic: &TopicMeta,
+    replica_on: Option<i32>,
+) -> Vec<PartitionState> {
     let min_isr = broker.topic_configs(topic).min_insync_replicas();
     (0..topic.partitions)
+        .filter(|&index| replica_on.is_none_or(|b| topic.replicas(index).contains(&b)))
         .map(|index| {
             let replicas = topic.replicas(index).to_vec();
             let state = topic.state(index);
@@ -202,7 +213,8 @@ impl Admin for AdminService {
             .image()
             .topics
             .values()
-            .flat_map(|t| partition_states(b, t))
+            // Only this broker's partitions: the cost follows its share, not the cluster.
+            .flat_map(|t| partition_states_of(b, t, Some(broker)))
             .collect();
         Ok(Response::new(risk::plan_restart(broker, &states)))
     }

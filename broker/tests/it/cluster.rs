@@ -57,26 +57,28 @@ async fn partitions(admin: &mut AdminClient<Channel>, topic: &str) -> Vec<Partit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replication_factor_changes_and_drain_through_the_admin_api() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let ports = free_ports(3);
-    let voters: BTreeMap<u64, String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u64, format!("127.0.0.1:{p}")))
-        .collect();
-    let config = |i: usize| {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let ports = free_ports(4);
+    let voters = |n: usize| -> BTreeMap<u64, String> {
+        ports[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64, format!("127.0.0.1:{p}")))
+            .collect()
+    };
+    let config = |i: usize, n: usize| {
         let mut config = BrokerConfig::for_tests(dirs[i].path().to_path_buf());
         config.node_id = i as i32;
         config.admin_listen = format!("127.0.0.1:{}", ports[i]).parse().expect("addr");
-        config.voters = Some(voters.clone());
+        config.voters = Some(voters(n));
         config.broker_session_timeout = Duration::from_secs(3);
         config
     };
     // Started together: each waits for a quorum before it is ready.
     let (b0, b1, b2) = tokio::join!(
-        tideway_broker::start(config(0)),
-        tideway_broker::start(config(1)),
-        tideway_broker::start(config(2)),
+        tideway_broker::start(config(0, 3)),
+        tideway_broker::start(config(1, 3)),
+        tideway_broker::start(config(2, 3)),
     );
     let running = [b0, b1, b2].map(|r| r.expect("start"));
     let mut admin = AdminClient::connect(format!("http://{}", running[0].admin_addr))
@@ -208,6 +210,44 @@ async fn replication_factor_changes_and_drain_through_the_admin_api() {
         .into_inner();
     assert!(cluster.brokers.iter().all(|b| !b.draining));
 
+    // The cluster grows: a fourth broker, told about all four voters, joins
+    // the quorum and takes replicas.
+    let fourth = tideway_broker::start(config(3, 4))
+        .await
+        .expect("start 4th");
+    let grown = eventually("four voters and four brokers", || {
+        let mut a = admin.clone();
+        async move {
+            let c = a
+                .describe_cluster(DescribeClusterRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            let q = c.quorum.clone()?;
+            (q.voters.len() == 4 && c.brokers.len() == 4).then_some(c)
+        }
+    })
+    .await;
+    assert!(grown.brokers.iter().all(|b| b.alive));
+    admin
+        .create_topic(CreateTopicRequest {
+            name: "wide".into(),
+            partitions: 4,
+            replication_factor: 4,
+            ..Default::default()
+        })
+        .await
+        .expect("RF 4 on four brokers");
+    eventually("RF 4 in sync", || {
+        let mut a = admin.clone();
+        async move {
+            let ps = partitions(&mut a, "wide").await;
+            (ps.len() == 4 && ps.iter().all(|p| p.isr.len() == 4)).then_some(())
+        }
+    })
+    .await;
+
+    fourth.stop().await;
     for r in running {
         r.stop().await;
     }

@@ -7,7 +7,8 @@
 # deleted; a replication factor change completes; a topic deleted behind the operator's back
 # comes back (Event DriftRepaired); the operator restarted mid-reconcile converges; two
 # operator replicas never both act; deletionPolicy Delete deletes the Kafka topic, Retain
-# keeps it. Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
+# keeps it; scaling up to 4 adds a broker to the quorum, scaling back down is refused while
+# it holds replicas. Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
 # tests/cluster/test.sh with TIDEWAY_OPERATOR_E2E=1).
 set -euo pipefail
 
@@ -185,6 +186,23 @@ k delete topic orders --wait=true --timeout=60s >/dev/null
 if until_true 20 gone; then ok "deletionPolicy Delete removed the Kafka topic"; else fail "orders still on the broker"; fi
 k delete topic audit --wait=true --timeout=60s >/dev/null
 if on_broker audit; then ok "deletionPolicy Retain kept the Kafka topic"; else fail "audit deleted despite Retain"; fi
+
+# 8. scaling up adds a broker that joins the quorum; scaling down refuses while it holds replicas
+k patch mc demo --type merge -p '{"spec":{"brokers":4}}' >/dev/null
+four_ready() {
+    [ "$(k get mc demo -o jsonpath='{.status.readyBrokers}')" = 4 ] \
+        && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 4 ]
+}
+if until_true 240 four_ready; then ok "scaled up to 4 brokers: the new one joined the cluster"; else fail "scale up: $(k get mc demo -o jsonpath='{.status}')"; k get pods -o wide || true; fi
+topic wide4 Delete 4 2
+if k wait --for=condition=Ready topic/wide4 --timeout=120s >/dev/null; then ok "a replication factor 4 topic on 4 brokers is Ready"; else fail "wide4: $(k get topic wide4 -o jsonpath='{.status.conditions}')"; fi
+k patch mc demo --type merge -p '{"spec":{"brokers":3}}' >/dev/null
+blocked() { [ "$(k get mc demo -o jsonpath='{.status.conditions[?(@.type=="Progressing")].reason}')" = ScaleDownBlocked ]; }
+if until_true 60 blocked && [ "$(k get statefulset demo -o jsonpath='{.spec.replicas}')" = 4 ]; then
+    ok "scale down refused while broker 3 holds replicas (ScaleDownBlocked)"
+else
+    fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}')"
+fi
 
 echo "e2e-operator: $passed passed, $failed failed"
 [ "$failed" = 0 ]

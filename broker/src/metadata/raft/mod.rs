@@ -6,7 +6,11 @@
 //!   addresses; each broker knows its own id from `--node-id`.
 //! - Bootstrap: the voter with the smallest id initialises the membership
 //!   when its Raft state is empty; the others wait to be contacted. Starting
-//!   again with existing state never re-initialises.
+//!   again with existing state never re-initialises. A node added later (the
+//!   cluster grew, its id is new to the quorum) asks the other voters to add
+//!   it ([`join_when_not_a_member`]); the leader adds it as a learner, waits
+//!   until it caught up, then makes it a voter. Voters are never removed
+//!   automatically.
 //! - Writes: [`RaftStore::commit`] proposes to the local node; a follower
 //!   forwards to the leader (the `propose` call in [`network`]) and then waits
 //!   until it has applied the write itself, so the caller sees it in its image.
@@ -122,6 +126,13 @@ impl RaftStore {
                 tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "metadata quorum initialised");
             }
         }
+        if pristine && voters.keys().next() != Some(&node_id) {
+            tokio::spawn(join_when_not_a_member(
+                raft.clone(),
+                node_id,
+                voters.clone(),
+            ));
+        }
         let heartbeats = network::Heartbeats::default();
         let service = network::RaftService {
             raft: raft.clone(),
@@ -209,6 +220,48 @@ impl RaftStore {
 
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// A new node that is not the bootstrapping one: at the first start of a
+/// cluster the smallest voter adds it, but a node added later (the cluster
+/// grew) is in nobody's membership. Until it is, it asks the voters it was
+/// given, in turn, to add it (`join`); a voter forwards to the leader.
+async fn join_when_not_a_member(
+    raft: Raft<TypeConfig>,
+    id: NodeId,
+    voters: BTreeMap<NodeId, String>,
+) {
+    let Some(own) = voters.get(&id).cloned() else {
+        return;
+    };
+    let member = |raft: &Raft<TypeConfig>| {
+        raft.metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    };
+    // Give a first-start bootstrap the chance to include this node.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut clients: BTreeMap<NodeId, Option<network::Client>> = BTreeMap::new();
+    while !member(&raft) {
+        for (peer, addr) in voters.iter().filter(|(p, _)| **p != id) {
+            let client = clients.entry(*peer).or_default();
+            match network::call::<_, Result<(), String>>(client, addr, "join", &(id, own.clone()))
+                .await
+            {
+                Ok(Ok(())) => {
+                    tracing::info!(via = peer, "joined the metadata quorum");
+                    break;
+                }
+                Ok(Err(e)) | Err(e) => {
+                    tracing::debug!(via = peer, error = %e, "joining the metadata quorum")
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

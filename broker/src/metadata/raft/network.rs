@@ -1,7 +1,8 @@
 //! The quorum's transport: openraft's RPCs as JSON inside one gRPC method
 //! (`tideway.raft.v1.Raft/Call`) on each broker's admin listener, plus
 //! `propose`, which forwards a metadata write from a follower to the leader,
-//! and `heartbeat`, brokers telling the controller they are alive.
+//! `heartbeat`, brokers telling the controller they are alive, and `join`, a
+//! broker added later (a scaled-up cluster) asking to become a voter.
 
 use std::time::Duration;
 
@@ -162,6 +163,50 @@ pub struct RaftService {
     pub heartbeats: Heartbeats,
 }
 
+impl RaftService {
+    /// Adds `id` (at admin address `addr`) to the quorum as a voter: first
+    /// as a learner that catches up, then into the voters. A member already
+    /// is a no-op. On a follower, forwarded to the leader.
+    async fn join(&self, id: NodeId, addr: String) -> Result<(), String> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+        {
+            return Ok(());
+        }
+        let Some(leader) = m.current_leader else {
+            return Err("the metadata quorum has no leader".into());
+        };
+        if leader != m.id {
+            let leader_addr = m
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+                .ok_or("the leader's address is unknown")?;
+            let mut client = None;
+            let forwarded: Result<(), String> =
+                call(&mut client, &leader_addr, "join", &(id, addr)).await?;
+            return forwarded;
+        }
+        tracing::info!(node = id, %addr, "adding a voter to the metadata quorum");
+        self.raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.raft
+            .change_membership(
+                openraft::ChangeMembers::AddVoterIds([id].into_iter().collect()),
+                false,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(payload).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -190,6 +235,10 @@ impl RaftRpc for RaftService {
                     .map(|w| w.log_id.index)
                     .map_err(|e| e.to_string());
                 encode(&result)
+            }
+            "join" => {
+                let (id, addr): (NodeId, String) = decode(&r.payload)?;
+                encode(&self.join(id, addr).await)
             }
             "heartbeat" => {
                 let (broker, shutting_down): (i32, bool) = decode(&r.payload)?;
