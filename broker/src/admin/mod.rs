@@ -286,6 +286,50 @@ impl Admin for AdminService {
         Ok(Response::new(UndrainResponse {}))
     }
 
+    /// Forgets a broker that was scaled away: refused while it runs (it
+    /// heartbeats) or holds replicas; then it leaves the quorum's voters and
+    /// the broker list. Unknown brokers: nothing to do.
+    async fn remove_broker(
+        &self,
+        r: Request<RemoveBrokerRequest>,
+    ) -> Result<Response<RemoveBrokerResponse>, Status> {
+        let broker = r.into_inner().broker;
+        let b = &self.ctx()?.broker;
+        let image = b.image();
+        let voter = b.store().quorum().voters.contains(&broker);
+        if !image.brokers.contains_key(&broker) && !voter {
+            return Ok(Response::new(RemoveBrokerResponse { removed: false }));
+        }
+        if broker == b.node_id() || !image.fenced.contains(&broker) {
+            return Err(Status::failed_precondition(format!(
+                "broker {broker} is still running (it heartbeats); stop it before removing it"
+            )));
+        }
+        let held = image
+            .topics
+            .values()
+            .flat_map(|t| t.assignments.iter())
+            .filter(|r| r.contains(&broker))
+            .count();
+        if held > 0 {
+            return Err(Status::failed_precondition(format!(
+                "broker {broker} still holds {held} partition replica(s); move them first"
+            )));
+        }
+        b.store()
+            .remove_voter(broker)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        b.store()
+            .commit(vec![crate::metadata::MetadataRecord::BrokerUnregistered {
+                id: broker,
+            }])
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        tracing::info!(broker, "broker removed from the cluster");
+        Ok(Response::new(RemoveBrokerResponse { removed: true }))
+    }
+
     async fn create_topic(
         &self,
         r: Request<CreateTopicRequest>,

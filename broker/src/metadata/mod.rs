@@ -92,6 +92,10 @@ pub enum MetadataRecord {
     BrokerUnfenced {
         id: i32,
     },
+    /// A broker was removed from the cluster (scaled down): forgotten.
+    BrokerUnregistered {
+        id: i32,
+    },
     /// A partition's replica set changed (replication factor change):
     /// replicas no longer listed leave the ISR; the leader is never removed.
     ReplicasChanged {
@@ -357,6 +361,11 @@ impl MetadataImage {
                 t.states[i] = state;
                 t.assignments[i] = replicas.clone();
             }
+            MetadataRecord::BrokerUnregistered { id } => {
+                self.brokers.remove(id);
+                self.fenced.remove(id);
+                self.draining.remove(id);
+            }
             MetadataRecord::BrokerDrainChanged { id, draining } => {
                 if *draining {
                     self.draining.insert(*id);
@@ -431,6 +440,11 @@ pub trait MetadataStore: Send + Sync {
         _broker: i32,
         _shutting_down: bool,
     ) -> BoxFuture<'_, Result<(), MetadataError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Removes `broker` from the quorum's voters (a no-op for a cluster of
+    /// one, or when it is not a voter).
+    fn remove_voter(&self, _broker: i32) -> BoxFuture<'_, Result<(), MetadataError>> {
         Box::pin(async { Ok(()) })
     }
     /// On the controller: each broker's last heartbeat received here, and

@@ -247,7 +247,57 @@ async fn replication_factor_changes_and_drain_through_the_admin_api() {
     })
     .await;
 
+    // Scaled down again: refused while it runs or holds replicas, then forgotten.
+    let err = admin
+        .remove_broker(RemoveBrokerRequest { broker: 3 })
+        .await
+        .expect_err("still running");
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
     fourth.stop().await;
+    eventually("broker 3 fenced", || {
+        let mut a = admin.clone();
+        async move {
+            let c = a
+                .describe_cluster(DescribeClusterRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            c.brokers
+                .iter()
+                .any(|b| b.id == 3 && !b.alive)
+                .then_some(())
+        }
+    })
+    .await;
+    let err = admin
+        .remove_broker(RemoveBrokerRequest { broker: 3 })
+        .await
+        .expect_err("holds replicas");
+    assert!(err.message().contains("replica"), "{}", err.message());
+    admin
+        .delete_topic(DeleteTopicRequest {
+            name: "wide".into(),
+        })
+        .await
+        .expect("delete wide");
+    let removed = admin
+        .remove_broker(RemoveBrokerRequest { broker: 3 })
+        .await
+        .expect("remove")
+        .into_inner();
+    assert!(removed.removed);
+    let c = admin
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .expect("cluster")
+        .into_inner();
+    assert_eq!(c.brokers.len(), 3);
+    assert_eq!(c.quorum.map(|q| q.voters.len()), Some(3));
     for r in running {
         r.stop().await;
     }

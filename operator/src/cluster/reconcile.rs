@@ -18,7 +18,9 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tideway_admin_api::v1::{DescribeClusterRequest, DescribePartitionsRequest};
+use tideway_admin_api::v1::{
+    DescribeClusterRequest, DescribePartitionsRequest, RemoveBrokerRequest,
+};
 
 use super::resources::{
     BuildResourcesError, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, build_cluster_resources,
@@ -29,7 +31,7 @@ use super::status::{
     ClusterObservation, bootstrap_servers, build_broker_statuses, plan_cluster_conditions,
 };
 use super::validate::{ValidatedCluster, invalid_spec_conditions, validate_cluster};
-use crate::admin::{admin_addresses, connect_admin, pod_is_ready};
+use crate::admin::{admin_addresses, connect_admin, pod_is_ready, pod_ordinal};
 use crate::context::{Context, FIELD_MANAGER, SLOW_REQUEUE};
 use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason, set_condition};
 use crate::crd::{MessageCluster, MessageClusterStatus};
@@ -190,7 +192,12 @@ pub async fn reconcile_cluster(
     )
     .await?;
 
-    // 5. status
+    // 5. brokers scaled away leave the cluster's metadata quorum
+    if scale_down_blocked.is_none() {
+        forget_removed_brokers(&validated, &pods).await;
+    }
+
+    // 6. status
     let (controller, under_replicated_partitions) = ask_brokers(&validated, &pods).await;
     let ready_brokers = pods.iter().filter(|p| pod_is_ready(p)).count() as i32;
     let outdated_pods: Vec<String> = pods
@@ -356,6 +363,59 @@ pub fn scale_down_blocker(holdings: &[(i32, Option<usize>)]) -> Option<String> {
 
 /// Best effort: the active controller and the count of under-replicated
 /// partitions, from any broker that answers; (None, None) when none does.
+/// Brokers the cluster still knows (registered, or voters of its metadata
+/// quorum) whose ordinal is at or above `spec.brokers` and whose pod is gone
+/// are removed through the admin API (RemoveBroker), so the quorum's majority
+/// follows the new size. The broker refuses while one still runs or holds
+/// replicas; every reconcile tries again.
+async fn forget_removed_brokers(cluster: &ValidatedCluster, pods: &[Pod]) {
+    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
+    if ready.is_empty() {
+        return;
+    }
+    let Ok(mut admin) = connect_admin(cluster, &admin_addresses(cluster, &ready)).await else {
+        return;
+    };
+    let Ok(described) = admin.describe_cluster(DescribeClusterRequest {}).await else {
+        return;
+    };
+    let described = described.into_inner();
+    let running: Vec<i32> = pods
+        .iter()
+        .filter_map(|p| pod_ordinal(cluster, p))
+        .collect();
+    let mut known: Vec<i32> = described.brokers.iter().map(|b| b.id).collect();
+    known.extend(
+        described
+            .quorum
+            .iter()
+            .flat_map(|q| q.voters.iter().copied()),
+    );
+    known.sort_unstable();
+    known.dedup();
+    for broker in removable_brokers(&known, &running, cluster.brokers) {
+        match admin.remove_broker(RemoveBrokerRequest { broker }).await {
+            Ok(r) if r.get_ref().removed => {
+                tracing::info!(cluster = %cluster.name, broker, "removed a scaled-away broker from the cluster")
+            }
+            Ok(_) => {}
+            Err(status) => {
+                tracing::info!(cluster = %cluster.name, broker, reason = %status.message(), "scaled-away broker not removed yet")
+            }
+        }
+    }
+}
+
+/// Pure: the known brokers to remove — ordinal at or above the wanted size
+/// and no pod left.
+pub fn removable_brokers(known: &[i32], running: &[i32], wanted: i32) -> Vec<i32> {
+    known
+        .iter()
+        .copied()
+        .filter(|b| *b >= wanted && !running.contains(b))
+        .collect()
+}
+
 async fn ask_brokers(cluster: &ValidatedCluster, pods: &[Pod]) -> (Option<i32>, Option<usize>) {
     let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
     if ready.is_empty() {
@@ -535,6 +595,16 @@ async fn patch_status_if_changed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_scaled_away_brokers_without_a_pod_are_removed() {
+        assert_eq!(
+            removable_brokers(&[0, 1, 2, 3], &[0, 1, 2, 3], 3),
+            Vec::<i32>::new()
+        );
+        assert_eq!(removable_brokers(&[0, 1, 2, 3], &[0, 1, 2], 3), vec![3]);
+        assert_eq!(removable_brokers(&[0, 1, 2], &[0, 1], 3), Vec::<i32>::new());
+    }
 
     #[test]
     fn scale_down_is_blocked_by_replicas_or_silence() {

@@ -8,7 +8,7 @@
 # comes back (Event DriftRepaired); the operator restarted mid-reconcile converges; two
 # operator replicas never both act; deletionPolicy Delete deletes the Kafka topic, Retain
 # keeps it; scaling up to 4 adds a broker to the quorum, scaling back down is refused while
-# it holds replicas. Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
+# it holds replicas and then removes it from the cluster. Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
 # tests/cluster/test.sh with TIDEWAY_OPERATOR_E2E=1).
 set -euo pipefail
 
@@ -203,6 +203,13 @@ if until_true 60 blocked && [ "$(k get statefulset demo -o jsonpath='{.spec.repl
 else
     fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}')"
 fi
+
+k delete topic wide4 --wait=true --timeout=60s >/dev/null || true
+three_again() {
+    [ "$(k get statefulset demo -o jsonpath='{.spec.replicas}')" = 3 ] \
+        && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 3 ]
+}
+if until_true 180 three_again; then ok "scaled down to 3 once broker 3 held nothing: it left the cluster"; else fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}') $(kcat -b "$bootstrap" -L -m 5 2>&1 | grep broker)"; fi
 
 echo "e2e-operator: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -325,6 +325,19 @@ impl MetadataStore for RaftStore {
         self.heartbeats.snapshot()
     }
 
+    fn remove_voter(&self, broker: i32) -> BoxFuture<'_, Result<(), MetadataError>> {
+        Box::pin(async move {
+            let service = network::RaftService {
+                raft: self.raft.clone(),
+                heartbeats: self.heartbeats.clone(),
+            };
+            service
+                .leave(broker as NodeId)
+                .await
+                .map_err(MetadataError::Unavailable)
+        })
+    }
+
     fn quorum(&self) -> QuorumStatus {
         let m = self.raft.metrics().borrow().clone();
         let voters: BTreeSet<NodeId> = m.membership_config.voter_ids().collect();

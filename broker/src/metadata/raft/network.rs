@@ -207,6 +207,46 @@ impl RaftService {
     }
 }
 
+impl RaftService {
+    /// Removes voter `id` from the quorum (on the leader; forwarded there
+    /// from a follower). Not a voter: a no-op.
+    pub async fn leave(&self, id: NodeId) -> Result<(), String> {
+        let m = self.raft.metrics().borrow().clone();
+        if !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+        {
+            return Ok(());
+        }
+        let Some(leader) = m.current_leader else {
+            return Err("the metadata quorum has no leader".into());
+        };
+        if leader != m.id {
+            let leader_addr = m
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+                .ok_or("the leader's address is unknown")?;
+            let mut client = None;
+            let forwarded: Result<(), String> =
+                call(&mut client, &leader_addr, "leave", &id).await?;
+            return forwarded;
+        }
+        tracing::info!(node = id, "removing a voter from the metadata quorum");
+        self.raft
+            .change_membership(
+                openraft::ChangeMembers::RemoveVoters([id].into_iter().collect()),
+                false,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(payload).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -235,6 +275,10 @@ impl RaftRpc for RaftService {
                     .map(|w| w.log_id.index)
                     .map_err(|e| e.to_string());
                 encode(&result)
+            }
+            "leave" => {
+                let id: NodeId = decode(&r.payload)?;
+                encode(&self.leave(id).await)
             }
             "join" => {
                 let (id, addr): (NodeId, String) = decode(&r.payload)?;
