@@ -114,10 +114,17 @@ if until_true 60 isr_full orders; then ok "orders: 3 in-sync replicas per partit
 seq 1 300 | sed 's/^/r/' | kcat -b "$bootstrap" -P -t orders -p 0 -X acks=all -m 30
 count() { kcat -b "$bootstrap" -C -t orders -p 0 -o beginning -e -q -m 30 2>/dev/null | grep -c '^r'; }
 if [ "$(count)" = 300 ]; then ok "produce (acks=all) / consume through bootstrapServers"; else fail "consumed $(count) of 300"; fi
+old_uid="$(k get pod demo-1 -o jsonpath='{.metadata.uid}')"
 k delete pod demo-1 --wait=false >/dev/null
 seq 301 600 | sed 's/^/r/' | kcat -b "$bootstrap" -P -t orders -p 0 -X acks=all -X message.timeout.ms=120000 -m 150 \
     && ok "acks=all writes succeed while a broker pod restarts" || fail "produce during the pod restart"
-if k wait --for=condition=Ready mc/demo --timeout=180s >/dev/null && until_true 120 isr_full orders; then
+# the replacement pod (another UID) Ready, then broker 1 back in every ISR (only an unfenced
+# broker rejoins an ISR, so this also waits for the controller to count it alive again)
+replaced() {
+    local uid; uid="$(k get pod demo-1 -o jsonpath='{.metadata.uid}' 2>/dev/null)"
+    [ -n "$uid" ] && [ "$uid" != "$old_uid" ] && k wait --for=condition=Ready pod/demo-1 --timeout=5s
+}
+if until_true 180 replaced && until_true 120 isr_full orders; then
     ok "the restarted broker is back in every ISR"
 else
     fail "after the pod restart: $(k get mc demo -o jsonpath='{.status.conditions}') $(kcat -b "$bootstrap" -L -t orders 2>&1 | tail -4)"
