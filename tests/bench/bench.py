@@ -56,6 +56,15 @@ TOOL_JVM = ["-Xmx512M", "-server", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
 
 
 @dataclass(frozen=True)
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID). One starting with '-'
+    is drawn again: kafka-storage would read it as an option and fail."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class Sizes:
     """How much work each scenario does; `quick` is for development and CI smoke runs."""
 
@@ -222,7 +231,7 @@ class Kafka(Broker):
         # controller.quorum.voters (id@host:controller_port,...) of a static quorum; None: a
         # single combined node formatted with --standalone.
         self.voters = voters
-        self.cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = cluster_id or kafka_cluster_id()
 
     def prepare(self) -> None:
         if not self.port:  # a KafkaCluster assigns the ports of its nodes itself
@@ -389,7 +398,7 @@ class KafkaCluster(Cluster):
     kind = "kafka"
 
     def __init__(self, workdir: Path, home: Path):
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         super().__init__(workdir, [Kafka(workdir / f"n{i}", home, node_id=i, cluster_id=cluster_id)
                                    for i in range(CLUSTER_SIZE)])
 
