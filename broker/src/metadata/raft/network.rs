@@ -163,33 +163,48 @@ pub struct RaftService {
     pub heartbeats: Heartbeats,
 }
 
+/// Where a membership change runs: here (this node leads), or forwarded to
+/// the leader's address.
+enum MembershipTarget {
+    Here,
+    Leader(String),
+}
+
 impl RaftService {
+    fn is_voter(&self, id: NodeId) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    }
+
+    fn membership_target(&self) -> Result<MembershipTarget, String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m
+            .current_leader
+            .ok_or("the metadata quorum has no leader")?;
+        if leader == m.id {
+            return Ok(MembershipTarget::Here);
+        }
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| MembershipTarget::Leader(n.addr.clone()))
+            .ok_or_else(|| "the leader's address is unknown".into())
+    }
+
     /// Adds `id` (at admin address `addr`) to the quorum as a voter: first
     /// as a learner that catches up, then into the voters. A member already
     /// is a no-op. On a follower, forwarded to the leader.
     async fn join(&self, id: NodeId, addr: String) -> Result<(), String> {
-        let m = self.raft.metrics().borrow().clone();
-        if m.membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id)
-        {
+        if self.is_voter(id) {
             return Ok(());
         }
-        let Some(leader) = m.current_leader else {
-            return Err("the metadata quorum has no leader".into());
-        };
-        if leader != m.id {
-            let leader_addr = m
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.addr.clone())
-                .ok_or("the leader's address is unknown")?;
-            let mut client = None;
-            let forwarded: Result<(), String> =
-                call(&mut client, &leader_addr, "join", &(id, addr)).await?;
-            return forwarded;
+        if let MembershipTarget::Leader(leader) = self.membership_target()? {
+            return call(&mut None, &leader, "join", &(id, addr)).await?;
         }
         tracing::info!(node = id, %addr, "adding a voter to the metadata quorum");
         self.raft
@@ -205,35 +220,15 @@ impl RaftService {
             .map_err(|e| e.to_string())?;
         Ok(())
     }
-}
 
-impl RaftService {
     /// Removes voter `id` from the quorum (on the leader; forwarded there
     /// from a follower). Not a voter: a no-op.
     pub async fn leave(&self, id: NodeId) -> Result<(), String> {
-        let m = self.raft.metrics().borrow().clone();
-        if !m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id)
-        {
+        if !self.is_voter(id) {
             return Ok(());
         }
-        let Some(leader) = m.current_leader else {
-            return Err("the metadata quorum has no leader".into());
-        };
-        if leader != m.id {
-            let leader_addr = m
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.addr.clone())
-                .ok_or("the leader's address is unknown")?;
-            let mut client = None;
-            let forwarded: Result<(), String> =
-                call(&mut client, &leader_addr, "leave", &id).await?;
-            return forwarded;
+        if let MembershipTarget::Leader(leader) = self.membership_target()? {
+            return call(&mut None, &leader, "leave", &id).await?;
         }
         tracing::info!(node = id, "removing a voter from the metadata quorum");
         self.raft
