@@ -437,6 +437,18 @@ class WatermarkSampler(threading.Thread):
         self.finish()
 
 
+def final_high_watermark(bootstrap: str, topic: str, partition: int) -> int | None:
+    """The partition's high watermark through ListOffsets, or None while it is not available."""
+    consumer = make_consumer(bootstrap)
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5, cached=False)
+        return high
+    except KafkaException:
+        return None
+    finally:
+        consumer.close()
+
+
 def produce_refused_over_the_wire(bootstrap: str, topic: str, partition: int, seq: int) -> int:
     """One acks=all Produce v3 request; returns the partition's error code (0 = appended)."""
     batch = wire.record_batch([(b"wire", b"%d|wire|" % seq)])
@@ -488,6 +500,10 @@ def test_kill_9_of_each_partition_leader_loses_no_acknowledged_record(start_brok
     # a failed record may or may not be in the log, so extras are allowed only then.
     assert_every_ack_read_once_in_order(bootstrap_of(b), topic, result, exact=not result.errors)
 
+    # One more sample once everything settled, so progress never depends on how many
+    # samples the run's timing allowed.
+    final = wait_until(lambda: final_high_watermark(bootstrap_of(b), topic, 0), WAIT_S, f"{topic}[0]'s high watermark")
+    samples = samples + [final]
     backwards = [(i, a, c) for i, (a, c) in enumerate(zip(samples, samples[1:])) if c < a]
     assert not backwards, f"the high watermark of {topic}[0] went backwards (sample index, before, after): {backwards[:5]}"
     assert len(samples) >= 2 and samples[-1] > samples[0], f"the sampler saw no progress: {samples[:3]}…{samples[-3:]}"

@@ -22,8 +22,6 @@ pub fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    // leader_epoch exists from v4.
-    let epoch = if version >= 4 { 0 } else { -1 };
     let topics = request
         .topics
         .into_iter()
@@ -62,7 +60,13 @@ pub fn handle(
                         Ok(Some(found)) => reply
                             .with_timestamp(found.timestamp)
                             .with_offset(found.offset)
-                            .with_leader_epoch(epoch),
+                            // The current leader epoch (v4+): a client that knows a newer
+                            // epoch than the answer's takes the answer as stale (KIP-320).
+                            .with_leader_epoch(if version >= 4 {
+                                partition.replica.view().epoch.max(0)
+                            } else {
+                                -1
+                            }),
                         // No record at or after the timestamp: Kafka answers -1/-1.
                         Ok(None) => reply.with_timestamp(-1).with_offset(-1),
                         Err(e) => reply.with_error_code(log_error_code(&e)),
