@@ -2,12 +2,21 @@
 //!
 //! Each index is a file of fixed-size big-endian entries plus an in-memory
 //! copy of the same entries used for binary search (no mmap: the workspace
-//! denies `unsafe`). Entries are appended with positional writes as batches
-//! are appended; nothing is preallocated, so a cleanly closed index needs no
-//! trimming. This file owns the entry formats, loading with sanity checks,
-//! and lookups; *when* entries are added is decided by [`IndexBuilder`],
-//! shared by the append path and the rebuild scan so both produce the same
-//! entries.
+//! denies `unsafe`). Lookups only ever use the memory copy; the file is
+//! what the next clean start loads. So appends go to memory, and the entries
+//! not yet in the file are written behind, in one positional write, when the
+//! segment is synced: when it rolls, on a flush (the `--fsync` policy) and
+//! on a clean close. An index written on every append cost two extra
+//! writes per batch, each updating a file's size and mtime in the kernel:
+//! with many partitions that was a third of the broker's CPU (see
+//! docs/benchmarks.md). After an unclean stop the active segment's indexes
+//! are rebuilt by scanning anyway, and an older segment's file is complete
+//! (written and fsynced when it rolled) or, after a crash in between, short
+//! but sane, and the tail scan from its last entry rebuilds the rest.
+//! Nothing is preallocated, so a cleanly closed index needs no trimming.
+//! This file owns the entry formats, loading with sanity checks, and
+//! lookups; *when* entries are added is decided by [`IndexBuilder`], shared
+//! by the append path and the rebuild scan so both produce the same entries.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -87,6 +96,8 @@ pub(super) struct Index<E: Entry> {
     path: PathBuf,
     file: File,
     entries: Vec<E>,
+    /// How many of `entries` the file holds; the rest are written behind.
+    written: usize,
 }
 
 pub(super) type OffsetIndex = Index<OffsetEntry>;
@@ -109,10 +120,11 @@ impl<E: Entry> Index<E> {
         }
         let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
         file.read_exact_at(&mut buf, 0)?;
-        let entries = buf.chunks_exact(E::SIZE).map(E::decode).collect();
+        let entries: Vec<E> = buf.chunks_exact(E::SIZE).map(E::decode).collect();
         Ok(Some(Index {
             path: path.to_path_buf(),
             file,
+            written: entries.len(),
             entries,
         }))
     }
@@ -133,6 +145,7 @@ impl<E: Entry> Index<E> {
         Ok(Index {
             path: path.to_path_buf(),
             file,
+            written: entries.len(),
             entries,
         })
     }
@@ -154,22 +167,35 @@ impl<E: Entry> Index<E> {
         self.entries.len()
     }
 
-    /// Appends one entry to the file and memory.
-    pub fn append(&mut self, entry: E) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(E::SIZE);
-        entry.encode(&mut buf);
-        self.file
-            .write_all_at(&buf, (self.entries.len() * E::SIZE) as u64)?;
+    /// Appends one entry to memory; the file gets it at the next
+    /// [`Index::write_behind`] (or [`Index::sync`]).
+    pub fn append(&mut self, entry: E) {
         self.entries.push(entry);
+    }
+
+    /// Writes the entries the file does not hold yet, in one write.
+    pub fn write_behind(&mut self) -> io::Result<()> {
+        let Some(pending) = self.entries.get(self.written..).filter(|p| !p.is_empty()) else {
+            return Ok(());
+        };
+        let mut buf = Vec::with_capacity(pending.len() * E::SIZE);
+        for e in pending {
+            e.encode(&mut buf);
+        }
+        self.file
+            .write_all_at(&buf, (self.written * E::SIZE) as u64)?;
+        self.written = self.entries.len();
         Ok(())
     }
 
-    /// Drops entries after the first `len` (undo of a failed append).
+    /// Drops entries after the first `len` (undo of a failed append,
+    /// truncation of the log), in memory and in the file.
     pub fn truncate(&mut self, len: usize) -> io::Result<()> {
         if len < self.entries.len() {
             self.entries.truncate(len);
         }
-        self.file.set_len((self.entries.len() * E::SIZE) as u64)
+        self.written = self.written.min(self.entries.len());
+        self.file.set_len((self.written * E::SIZE) as u64)
     }
 
     /// Drops the entries naming a batch at or after `relative_offset`
@@ -181,7 +207,9 @@ impl<E: Entry> Index<E> {
         self.truncate(keep)
     }
 
-    pub fn sync(&self) -> io::Result<()> {
+    /// Writes behind what is pending, then fsyncs the file.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.write_behind()?;
         self.file.sync_data()
     }
 }
@@ -310,8 +338,7 @@ mod tests {
             idx.append(OffsetEntry {
                 relative_offset: r,
                 position: pos,
-            })
-            .unwrap();
+            });
         }
         assert_eq!(idx.floor(4), None);
         assert_eq!(idx.floor(5).unwrap().position, 100);
@@ -321,10 +348,31 @@ mod tests {
         assert!(idx.is_sane(1001));
         assert!(!idx.is_sane(1000));
 
+        assert_eq!(
+            OffsetIndex::load(&p).unwrap().unwrap().len(),
+            0,
+            "appends are written behind"
+        );
+        idx.sync().unwrap();
         let loaded = OffsetIndex::load(&p).unwrap().unwrap();
         assert_eq!(loaded.entries(), idx.entries());
         idx.truncate(1).unwrap();
         assert_eq!(OffsetIndex::load(&p).unwrap().unwrap().len(), 1);
+
+        // Truncating entries that were never written leaves the file alone;
+        // the next sync writes exactly what memory holds.
+        for r in [30, 40, 50] {
+            idx.append(OffsetEntry {
+                relative_offset: r,
+                position: r * 10,
+            });
+        }
+        idx.truncate(3).unwrap();
+        assert_eq!(OffsetIndex::load(&p).unwrap().unwrap().len(), 1);
+        idx.sync().unwrap();
+        let loaded = OffsetIndex::load(&p).unwrap().unwrap();
+        assert_eq!(loaded.entries(), idx.entries());
+        assert_eq!(loaded.last().unwrap().relative_offset, 40);
 
         std::fs::write(&p, [0u8; 16]).unwrap();
         assert!(

@@ -441,7 +441,7 @@ impl PartitionLog {
     /// Closes the active segment (fsyncing its log and indexes) and starts
     /// a new empty one at the log end offset.
     fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
-        self.active().sync_all()?;
+        self.active_mut().sync_all()?;
         let segment = Segment::create(&self.dir, self.log_end_offset(), now_ms)?;
         sync_dir(&self.dir)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "rolled a new segment");
@@ -578,7 +578,7 @@ impl PartitionLog {
     pub fn flush(&mut self) -> Result<(), LogError> {
         self.epochs.persist_if_dirty()?;
         // Older segments were fsynced when they were rolled.
-        self.active().sync_all()
+        self.active_mut().sync_all()
     }
 
     /// Removes every record at or after `offset` (KIP-101: a follower cuts

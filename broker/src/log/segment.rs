@@ -355,11 +355,13 @@ impl Segment {
                 // Entries the tail scan derived (batches appended after the
                 // last entry when the interval was crossed) are persisted too.
                 for e in &out.offset_entries {
-                    oi.append(*e).map_err(storage("writing", &ip))?;
+                    oi.append(*e);
                 }
                 for e in &out.time_entries {
-                    ti.append(*e).map_err(storage("writing", &tp))?;
+                    ti.append(*e);
                 }
+                oi.write_behind().map_err(storage("writing", &ip))?;
+                ti.write_behind().map_err(storage("writing", &tp))?;
                 (oi, ti, builder, out)
             }
             None => {
@@ -506,15 +508,12 @@ impl Segment {
             let (oe, te) = self
                 .builder
                 .on_batch(self.base_offset, pos, h, interval, last_time);
+            // Indexes are written behind, when the segment is synced (see index.rs).
             if let Some(oe) = oe {
-                self.offset_index
-                    .append(oe)
-                    .map_err(storage("appending to", self.offset_index.path()))?;
+                self.offset_index.append(oe);
             }
             if let Some(te) = te {
-                self.time_index
-                    .append(te)
-                    .map_err(storage("appending to", self.time_index.path()))?;
+                self.time_index.append(te);
             }
         }
         if sync {
@@ -530,8 +529,10 @@ impl Segment {
             .map_err(storage("syncing", &self.log_path))
     }
 
-    /// fsyncs the log and both indexes.
-    pub fn sync_all(&self) -> Result<(), LogError> {
+    /// fsyncs the log and both indexes (writing behind their pending
+    /// entries first, the offset index before the time index so a crash in
+    /// between leaves a time index that is not ahead of the offset index).
+    pub fn sync_all(&mut self) -> Result<(), LogError> {
         self.sync_log()?;
         self.offset_index
             .sync()

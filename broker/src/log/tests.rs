@@ -872,6 +872,59 @@ fn retention_deletes_segments_below_a_log_start_once_they_are_rolled() {
 }
 
 #[test]
+fn index_entries_are_written_behind_and_a_stale_index_file_still_reads_right() {
+    // Appends keep index entries in memory; the files get them when the
+    // segment is synced. A log dropped without close (kill -9) and opened
+    // either way reads every offset and timestamp as before, and the next
+    // clean close writes the complete index.
+    let dir = tempfile::tempdir().unwrap();
+    let batch_len = simple_batch("i", 1, 0).len();
+    let config = small_config(1 << 20, batch_len);
+    let mut log = open(dir.path(), config.clone());
+    for ts in 0..20 {
+        log.append(simple_batch("i", 1, ts * 10), 0, false, 0)
+            .unwrap();
+    }
+    let index = dir.path().join(format!("{:020}.index", 0));
+    assert_eq!(
+        std::fs::metadata(&index).unwrap().len(),
+        0,
+        "nothing written yet"
+    );
+    log.flush().unwrap();
+    assert_eq!(std::fs::metadata(&index).unwrap().len(), 19 * 8);
+    for ts in 20..30 {
+        log.append(simple_batch("i", 1, ts * 10), 0, false, 0)
+            .unwrap();
+    }
+    drop(log);
+    assert_eq!(
+        std::fs::metadata(&index).unwrap().len(),
+        19 * 8,
+        "the last ten are pending"
+    );
+    for recover in [false, true] {
+        let log = PartitionLog::open(dir.path(), config.clone(), recover).unwrap();
+        assert_eq!(log.log_end_offset(), 30);
+        assert_eq!(log.active().offset_index_entries(), 29, "recover {recover}");
+        for offset in 0..30 {
+            assert_eq!(
+                headers(&log.read(offset, 1, 30).unwrap())[0].base_offset,
+                offset
+            );
+            assert_eq!(
+                log.offset_for_timestamp(offset * 10)
+                    .unwrap()
+                    .map(|t| t.offset),
+                Some(offset)
+            );
+        }
+        log.close().unwrap();
+        assert_eq!(std::fs::metadata(&index).unwrap().len(), 29 * 8);
+    }
+}
+
+#[test]
 fn a_plausible_but_wrong_index_entry_does_not_skew_reads() {
     let dir = tempfile::tempdir().unwrap();
     let one = simple_batch("w", 1, 0).len();
