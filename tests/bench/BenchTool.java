@@ -6,11 +6,13 @@
 //                                                      create topics (RF 1 unless given), wait
 //                                                      until every partition has a leader and
 //                                                      its full ISR, and has taken one record
-//   multi-produce BOOTSTRAP RECORDS SIZE ACKS TOPIC... ProducerPerformance's loop (same payload,
-//                                                      same defaults, callback latency) spread
-//                                                      over several topics, one batch-sized run
-//                                                      of records per topic in turn; prints
-//                                                      ProducerPerformance's summary line
+//   multi-produce [--warmup-records N] BOOTSTRAP RECORDS SIZE ACKS TOPIC...
+//                                                      ProducerPerformance's loop (same payload,
+//                                                      same defaults, callback latency, same
+//                                                      warm-up) spread over several topics, one
+//                                                      batch-sized run of records per topic in
+//                                                      turn; prints ProducerPerformance's summary
+//                                                      line (and its steady-state line)
 //   fixed-rate-e2e BOOTSTRAP TOPIC RATE SECONDS SIZE WARMUP_SECONDS
 //                                                      produce at a fixed rate and consume the
 //                                                      same records; latency = receive time -
@@ -117,11 +119,19 @@ public class BenchTool {
     }
 
     static void multiProduce(String[] a) throws Exception {
+        long warmup = 0;
+        int i0 = 0;
+        for (; i0 < a.length && a[i0].startsWith("--"); i0 += 2) {
+            if (!a[i0].equals("--warmup-records")) usage();
+            warmup = Long.parseLong(a[i0 + 1]);
+        }
+        a = Arrays.copyOfRange(a, i0, a.length);
         String bootstrap = a[0];
         long records = Long.parseLong(a[1]);
         int size = Integer.parseInt(a[2]);
         String acks = a[3];
         String[] topics = Arrays.copyOfRange(a, 4, a.length);
+        if (warmup < 0 || warmup >= records) usage();
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.ACKS_CONFIG, acks);
@@ -133,12 +143,23 @@ public class BenchTool {
         int[] latencies = new int[(int) records];
         AtomicLong maxLatency = new AtomicLong();
         AtomicLong sumLatency = new AtomicLong();
+        AtomicLong steadyMax = new AtomicLong();
+        AtomicLong steadySum = new AtomicLong();
         AtomicReference<Exception> failure = new AtomicReference<>();
-        long start = System.currentTimeMillis();
-        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
+        long start;
+        long steadyStart = 0;
+        // As ProducerPerformance: the clocks start after the producer is built (the whole run's at the
+        // first send, the steady state's at record `warmup`) and stop after close(), which waits for
+        // every ack. The first records also pay the metadata fetch of each topic (the first send to a
+        // topic blocks on it), JIT compilation and connection set-up; the warm-up keeps them out.
+        KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p);
+        try {
+            start = System.currentTimeMillis();
             for (long i = 0; i < records; i++) {
                 final int idx = (int) i;
                 final long sendMs = System.currentTimeMillis();
+                final boolean steady = warmup > 0 && i >= warmup;
+                if (warmup > 0 && i == warmup) steadyStart = sendMs;
                 // Runs of `run` records per topic: each run fills about one producer batch (16 KiB by
                 // default), so the broker sees full batches spread over every partition rather than
                 // one-record batches (which would measure the producer's batching, not the broker).
@@ -149,20 +170,53 @@ public class BenchTool {
                     latencies[idx] = lat;
                     sumLatency.addAndGet(lat);
                     maxLatency.accumulateAndGet(lat, Math::max);
+                    if (steady) {
+                        steadySum.addAndGet(lat);
+                        steadyMax.accumulateAndGet(lat, Math::max);
+                    }
                 });
             }
             producer.flush();
+            if (System.getenv("BENCHTOOL_METRICS") != null) printMetrics(producer);
+        } finally {
+            producer.close();
         }
-        long elapsed = Math.max(1, System.currentTimeMillis() - start);
+        long end = System.currentTimeMillis();
         if (failure.get() != null) throw failure.get();
+        printSummary("", records, end - start, size, Arrays.copyOf(latencies, latencies.length),
+            sumLatency.get(), maxLatency.get());
+        if (warmup > 0)
+            printSummary("steady state ", records - warmup, end - steadyStart, size,
+                Arrays.copyOfRange(latencies, (int) warmup, latencies.length), steadySum.get(), steadyMax.get());
+    }
+
+    /** ProducerPerformance's summary line (its "steady state" variant with a prefix). */
+    static void printSummary(String prefix, long records, long elapsedMs, int size, int[] latencies, long sum, long max) {
         Arrays.sort(latencies);
-        double recPerSec = 1000.0 * records / elapsed;
+        double recPerSec = 1000.0 * records / Math.max(1, elapsedMs);
         double mbPerSec = recPerSec * size / (1024.0 * 1024.0);
         System.out.printf(Locale.ROOT,
-            "%d records sent, %f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, "
+            "%d %srecords sent, %f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, "
                 + "%d ms 50th, %d ms 95th, %d ms 99th, %d ms 99.9th.%n",
-            records, recPerSec, mbPerSec, (double) sumLatency.get() / records, (double) maxLatency.get(),
+            records, prefix, recPerSec, mbPerSec, (double) sum / records, (double) max,
             pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99), pct(latencies, 0.999));
+    }
+
+    // BENCHTOOL_METRICS=1: the producer's own view (request latency, batching, time blocked on
+    // buffer memory, sender idle time), to tell the broker's share from the client's when profiling.
+    static void printMetrics(KafkaProducer<?, ?> producer) {
+        Set<String> wanted = Set.of("request-latency-avg", "request-latency-max", "request-rate",
+            "requests-in-flight", "batch-size-avg", "records-per-request-avg", "record-queue-time-avg",
+            "bufferpool-wait-ratio", "io-wait-ratio", "io-ratio", "select-rate", "produce-throttle-time-avg",
+            "record-send-rate", "outgoing-byte-rate", "bufferpool-wait-time-ns-total", "io-wait-time-ns-total",
+            "io-time-ns-total", "metadata-wait-time-ns-total", "flush-time-ns-total");
+        var rows = new TreeMap<String, Object>();
+        for (var e : producer.metrics().entrySet()) {
+            var n = e.getKey();
+            if (wanted.contains(n.name()) && !n.tags().containsKey("topic") && !n.tags().containsKey("node-id"))
+                rows.put(n.group() + "/" + n.name(), e.getValue().metricValue());
+        }
+        rows.forEach((k, v) -> System.err.println("metric " + k + " = " + v));
     }
 
     static int pct(int[] sorted, double q) {

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -40,6 +42,7 @@ from machine import (MIB, ProcStats, ProcStatsSum, brokers_listed, free_ports, h
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 KAFKA_VERSION = "4.3.1"
+FRANZ_GO_VERSION = "v1.22.3"  # tests/bench/franzbench/go.mod
 
 # Topic and broker settings both brokers get (Kafka's defaults, written out for both).
 SEGMENT_BYTES = 1073741824
@@ -55,7 +58,6 @@ KAFKA_BROKER_JVM = [
 TOOL_JVM = ["-Xmx512M", "-server", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
 
 
-@dataclass(frozen=True)
 def kafka_cluster_id() -> str:
     """A random KRaft cluster id (base64url of a UUID). One starting with '-'
     is drawn again: kafka-storage would read it as an option and fail."""
@@ -65,6 +67,7 @@ def kafka_cluster_id() -> str:
             return cid
 
 
+@dataclass(frozen=True)
 class Sizes:
     """How much work each scenario does; `quick` is for development and CI smoke runs."""
 
@@ -75,7 +78,7 @@ class Sizes:
     s4_warmup_s: int
     s4_serial_records: int   # EndToEndLatency round trips
     s5_records: int          # 1 KiB records, 8 partitions, RF 3 (its latency part uses s4_seconds, s4_warmup_s)
-    s6_records: int          # 1 KiB records over 1,000 partitions
+    s6_records: int          # 1 KiB records over 1,000 partitions (as many as scenario 2)
     s7_idle_s: int
     loopback_bytes: int
     disk_bytes: int
@@ -83,12 +86,12 @@ class Sizes:
 
 FULL = Sizes(
     s1_records=5_000_000, s2_records=2_000_000, s3_records=2_000_000,
-    s4_seconds=30, s4_warmup_s=5, s4_serial_records=5_000, s5_records=1_000_000, s6_records=1_000_000,
+    s4_seconds=30, s4_warmup_s=5, s4_serial_records=5_000, s5_records=1_000_000, s6_records=2_000_000,
     s7_idle_s=10, loopback_bytes=4 << 30, disk_bytes=2 << 30,
 )
 QUICK = Sizes(
     s1_records=200_000, s2_records=50_000, s3_records=50_000,
-    s4_seconds=3, s4_warmup_s=1, s4_serial_records=300, s5_records=20_000, s6_records=20_000,
+    s4_seconds=3, s4_warmup_s=1, s4_serial_records=300, s5_records=20_000, s6_records=50_000,
     s7_idle_s=2, loopback_bytes=256 << 20, disk_bytes=256 << 20,
 )
 
@@ -423,8 +426,9 @@ class KafkaCluster(Cluster):
 class Tools:
     """Kafka's load tools and BenchTool, as JVMs beside the broker."""
 
-    def __init__(self, kafka_home: Path, classes: Path):
+    def __init__(self, kafka_home: Path, classes: Path, franzbench: Path | None):
         self.cp = f"{classes}:{kafka_home}/lib/*"
+        self.franzbench = franzbench  # tests/bench/franzbench, built by run.sh; None without Go
 
     def run(self, main: str, args: list[str], timeout: float = 1800) -> str:
         cmd = ["java", *TOOL_JVM, "-cp", self.cp,
@@ -442,6 +446,21 @@ class Tools:
             args += ["--warmup-records", records // 10]
         args += ["--command-property", f"acks={acks}"]
         return parse_producer_perf(self.run("org.apache.kafka.tools.ProducerPerformance", args), size)
+
+    def multi_produce(self, bootstrap: str, records: int, topics: list[str]) -> dict:
+        """BenchTool multi-produce, 1 KiB, acks=all, with ProducerPerformance's 10 % warm-up."""
+        return parse_producer_perf(self.run("BenchTool", ["multi-produce", "--warmup-records", records // 10,
+                                                          bootstrap, records, 1024, "all", *topics]), 1024)
+
+    def franz_produce(self, bootstrap: str, records: int, topics: list[str]) -> dict:
+        """tests/bench/franzbench: the same load with franz-go (16 KiB batches, as the Java default)."""
+        assert self.franzbench is not None
+        cmd = [str(self.franzbench), "--warmup-records", str(records // 10), "--batch-bytes", "16384",
+               bootstrap, str(records), "1024", *topics]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            raise RuntimeError(f"franzbench exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        return parse_producer_perf(p.stdout, 1024)
 
     def create_topics(self, bootstrap: str, partitions: int, topics: list[str], replication_factor: int = 1,
                       configs: dict[str, str] | None = None) -> None:
@@ -510,9 +529,17 @@ def parse_end_to_end(out: str) -> dict:
 # --- scenarios ----------------------------------------------------------------------------
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of this process's children that have exited (the load tools, once they are done)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 class Measure:
     """Broker CPU seconds over a block, and its peak RSS at the end (a cluster: summed over its
-    brokers, with each broker's share beside it)."""
+    brokers, with each broker's share beside it); also the CPU time of the load tools that ran and
+    exited inside the block (`tool_cpu_seconds`: with broker and tool on the same two cores, a
+    side's throughput is bounded by what both need)."""
 
     def __init__(self, broker: Broker | Cluster):
         self.stats = broker.stats
@@ -520,6 +547,7 @@ class Measure:
 
     def __enter__(self):
         self.cpu0 = self.stats.cpu_seconds()
+        self.tool0 = children_cpu_seconds()
         self.cpu0_parts = [p.cpu_seconds() for p in self.parts] if self.parts else None
         self.t0 = time.monotonic()
         return self
@@ -527,6 +555,7 @@ class Measure:
     def __exit__(self, *exc):
         if exc[0] is None:
             self.result = {"cpu_seconds": self.stats.cpu_seconds() - self.cpu0,
+                           "tool_cpu_seconds": children_cpu_seconds() - self.tool0,
                            "rss_peak_mb": self.stats.hwm_mb(),
                            "wall_seconds": time.monotonic() - self.t0}
             if self.parts:  # lists, in node-id order: kept in the raw repeats, not aggregated
@@ -597,19 +626,43 @@ def scenario_5(c: Cluster, tools: Tools, sz: Sizes, opts) -> dict:
     return r
 
 
+def s6_topic_names(n: int = 100) -> list[str]:
+    """Scenario 6's topics: `s6-` and 8 hex digits. Numbered names (s6-000 ... s6-099) give 1,000
+    partitions only 190 distinct Java TopicPartition hash codes (String.hashCode of names that differ
+    in their last digits, plus 31 x partition), so the client's and Kafka's hash maps degrade into
+    tree bins: that measured hash collisions, not partitions."""
+    return [f"s6-{hashlib.sha1(str(i).encode()).hexdigest()[:8]}" for i in range(n)]
+
+
 def scenario_6(b: Broker, tools: Tools, sz: Sizes, opts) -> dict:
-    topics = [f"s6-{i:03d}" for i in range(100)]
+    """Produce over 1,000 partitions, and the same tool on one 8-partition topic of the same broker
+    (the like-for-like ratio); then both again with franz-go, whose producer does not scan every
+    partition on each send loop as the Java producer does (see docs/benchmarks.md)."""
+    topics = s6_topic_names()
     tools.create_topics(b.bootstrap, 10, topics)
     with Measure(b) as m:
-        out = tools.run("BenchTool", ["multi-produce", b.bootstrap, sz.s6_records, 1024, "all", *topics])
-    r = {**parse_producer_perf(out, 1024), **m.result}
+        r = tools.multi_produce(b.bootstrap, sz.s6_records, topics)
+    r.update(m.result)
     # Same tool, same broker, one 8-partition topic: separates the cost of 1,000 partitions
     # from the difference between BenchTool and ProducerPerformance (scenario 2).
     tools.create_topics(b.bootstrap, 8, ["s6-base"])
-    base = parse_producer_perf(
-        tools.run("BenchTool", ["multi-produce", b.bootstrap, sz.s6_records, 1024, "all", "s6-base"]), 1024)
+    base = tools.multi_produce(b.bootstrap, sz.s6_records, ["s6-base"])
     r["baseline_8p_mb_per_s"] = base["mb_per_s"]
     r["relative_to_8p_same_tool"] = r["mb_per_s"] / base["mb_per_s"]
+    if tools.franzbench is not None:
+        with Measure(b) as fm:
+            franz = tools.franz_produce(b.bootstrap, sz.s6_records, topics)
+        tools.create_topics(b.bootstrap, 8, ["s6-franz-base"])
+        with Measure(b) as fb:
+            franz_base = tools.franz_produce(b.bootstrap, sz.s6_records, ["s6-franz-base"])
+        r.update({
+            "franz_mb_per_s": franz["mb_per_s"],
+            "franz_p99_ms": franz["p99_ms"],
+            "franz_baseline_8p_mb_per_s": franz_base["mb_per_s"],
+            "franz_relative_to_8p": franz["mb_per_s"] / franz_base["mb_per_s"],
+            "franz_cpu_seconds": fm.result["cpu_seconds"],
+            "franz_baseline_8p_cpu_seconds": fb.result["cpu_seconds"],
+        })
     return r
 
 
@@ -695,6 +748,8 @@ def main() -> int:
     ap.add_argument("--broker-bin", type=Path, required=True)
     ap.add_argument("--kafka-home", type=Path, required=True)
     ap.add_argument("--classes", type=Path, required=True, help="directory with the compiled BenchTool")
+    ap.add_argument("--franzbench", type=Path, default=None,
+                    help="the built tests/bench/franzbench (scenario 6's franz-go part; skipped without it)")
     ap.add_argument("--out", type=Path, default=REPO / "target" / "bench")
     ap.add_argument("--no-ceilings", action="store_true", help="skip the loopback and disk ceilings")
     ap.add_argument("--keep", action="store_true", help="keep broker work directories")
@@ -717,7 +772,8 @@ def main() -> int:
     ctx.sizes = QUICK if opts.quick else scaled(FULL, opts.scale)
     ctx.broker_bin = opts.broker_bin.resolve()
     ctx.kafka_home = opts.kafka_home.resolve()
-    ctx.tools = Tools(ctx.kafka_home, opts.classes.resolve())
+    ctx.tools = Tools(ctx.kafka_home, opts.classes.resolve(),
+                      opts.franzbench.resolve() if opts.franzbench else None)
     opts.out = opts.out.resolve()  # brokers run with their work directory as cwd: paths must be absolute
     opts.out.mkdir(parents=True, exist_ok=True)
     ctx.workroot = opts.out / "work"
@@ -734,7 +790,9 @@ def main() -> int:
                    "kafka": f"Apache Kafka {KAFKA_VERSION}, KRaft combined broker+controller, "
                             f"JVM {' '.join(KAFKA_BROKER_JVM)}, same topic settings, log.flush left to the OS",
                    "load_tools": "Kafka 4.3.1 ProducerPerformance, ConsumerPerformance, EndToEndLatency; "
-                                 "tests/bench/BenchTool.java for scenarios 4 and 5 (fixed rate) and 6 (many topics); "
+                                 "tests/bench/BenchTool.java for scenarios 4 and 5 (fixed rate) and 6 (many topics, 10 % "
+                                 "warm-up as ProducerPerformance); tests/bench/franzbench (franz-go "
+                                 f"{FRANZ_GO_VERSION}, 16 KiB batches, no compression) beside it in 6; "
                                  f"tool JVM {' '.join(TOOL_JVM)}; producer defaults otherwise (linger.ms 5, "
                                  "batch.size 16 KiB)",
                    "scenario_5": f"{CLUSTER_SIZE} brokers per side on 127.0.0.1 (Tideway: --node-id/--voters, "

@@ -26,6 +26,12 @@ METRICS = [
     ("relative_to_scenario_2", "throughput / scenario 2", True),
     ("baseline_8p_mb_per_s", "same tool, one 8-partition topic: MB/s", True),
     ("relative_to_8p_same_tool", "throughput / same tool on 8 partitions", True),
+    ("franz_mb_per_s", "franz-go, same load: MB/s", True),
+    ("franz_p99_ms", "franz-go p99 ms", False),
+    ("franz_baseline_8p_mb_per_s", "franz-go, one 8-partition topic: MB/s", True),
+    ("franz_relative_to_8p", "franz-go: throughput / 8 partitions", True),
+    ("franz_cpu_seconds", "broker CPU s, franz-go run", False),
+    ("franz_baseline_8p_cpu_seconds", "broker CPU s, franz-go on 8 partitions", False),
     ("share_of_loopback", "share of loopback ceiling", True),
     ("share_of_disk_write", "share of disk-write ceiling", True),
     ("idle_rss_mb", "idle RSS MB", False),
@@ -34,6 +40,7 @@ METRICS = [
     ("log_gib", "log GiB at kill -9", None),
     ("rss_peak_mb", "broker peak RSS MB", False),
     ("cpu_seconds", "broker CPU s", False),
+    ("tool_cpu_seconds", "load tool CPU s", False),
     ("e2e_cpu_seconds", "broker CPU s during the end-to-end run", False),
 ]
 

@@ -74,6 +74,23 @@ if [ "$(cat "$classes/.sha256" 2>/dev/null || true)" != "$want" ]; then
     echo "$want" > "$classes/.sha256"
 fi
 
+# 3b. franzbench (scenario 6's franz-go part), with Go from the module proxy; skipped without Go.
+franzbench=()
+gobin="$(command -v go || true)"
+[ -n "$gobin" ] || { [ -x /usr/local/go/bin/go ] && gobin=/usr/local/go/bin/go; }
+if [ -n "$gobin" ]; then
+    want="$(sha "$here"/franzbench/go.mod "$here"/franzbench/go.sum "$here"/franzbench/main.go)"
+    if [ "$(cat "$cache/bin/.franzbench.sha256" 2>/dev/null || true)" != "$want" ]; then
+        say "building tests/bench/franzbench"
+        mkdir -p "$cache/bin"
+        (cd "$here/franzbench" && nice "$gobin" build -o "$cache/bin/franzbench" .)
+        echo "$want" > "$cache/bin/.franzbench.sha256"
+    fi
+    franzbench=(--franzbench "$cache/bin/franzbench")
+else
+    say "no Go toolchain: scenario 6 runs without its franz-go part"
+fi
+
 # 4. Python venv with the pinned matplotlib (the chart).
 if [ ! -x "$venv/bin/python" ]; then
     say "creating venv at $venv"
@@ -103,4 +120,4 @@ fi
 say "load average now: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 cd "$root"
 PYTHONDONTWRITEBYTECODE=1 exec "$venv/bin/python" "$here/bench.py" --broker-bin "$broker_bin" --kafka-home "$kafka_home" \
-    --classes "$classes" "${args[@]}"
+    --classes "$classes" "${franzbench[@]}" "${args[@]}"
