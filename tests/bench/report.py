@@ -26,6 +26,7 @@ METRICS = [
     ("relative_to_scenario_2", "throughput / scenario 2", True),
     ("baseline_8p_mb_per_s", "same tool, one 8-partition topic: MB/s", True),
     ("relative_to_8p_same_tool", "throughput / same tool on 8 partitions", True),
+    ("baseline_8p_cpu_seconds", "broker CPU s, same tool on 8 partitions", False),
     ("franz_mb_per_s", "franz-go, same load: MB/s", True),
     ("franz_p99_ms", "franz-go p99 ms", False),
     ("franz_baseline_8p_mb_per_s", "franz-go, one 8-partition topic: MB/s", True),
