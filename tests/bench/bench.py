@@ -431,11 +431,15 @@ class Tools:
         self.franzbench = franzbench  # tests/bench/franzbench, built by run.sh; None without Go
 
     def run(self, main: str, args: list[str], timeout: float = 1800) -> str:
-        cmd = ["java", *TOOL_JVM, "-cp", self.cp,
-               f"-Dlog4j2.configurationFile={HERE / 'log4j2-tools.properties'}", main, *map(str, args)]
+        return self._exec(main, ["java", *TOOL_JVM, "-cp", self.cp,
+                                 f"-Dlog4j2.configurationFile={HERE / 'log4j2-tools.properties'}", main,
+                                 *map(str, args)], timeout)
+
+    @staticmethod
+    def _exec(name: str, cmd: list[str], timeout: float) -> str:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if p.returncode != 0:
-            raise RuntimeError(f"{main} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+            raise RuntimeError(f"{name} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
         return p.stdout
 
     def producer_perf(self, bootstrap: str, topic: str, records: int, size: int, acks: str,
@@ -457,10 +461,7 @@ class Tools:
         assert self.franzbench is not None
         cmd = [str(self.franzbench), "--warmup-records", str(records // 10), "--batch-bytes", "16384",
                bootstrap, str(records), "1024", *topics]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
-        if p.returncode != 0:
-            raise RuntimeError(f"franzbench exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-        return parse_producer_perf(p.stdout, 1024)
+        return parse_producer_perf(self._exec("franzbench", cmd, 1800), 1024)
 
     def create_topics(self, bootstrap: str, partitions: int, topics: list[str], replication_factor: int = 1,
                       configs: dict[str, str] | None = None) -> None:

@@ -205,10 +205,11 @@ pub async fn controlled_shutdown(broker: &Broker) {
             // Nothing left to move: give the controller a moment to fence this
             // broker (which takes it out of ISRs), but do not wait on a quorum
             // that may be gone.
-            let since = *handed_over_at.get_or_insert_with(Instant::now);
             if !handed_over {
                 handed_over_at = None;
-            } else if since.elapsed() > UNREACHABLE_CONTROLLER {
+            } else if handed_over_at.get_or_insert_with(Instant::now).elapsed()
+                > UNREACHABLE_CONTROLLER
+            {
                 return true;
             }
             // Without a reachable controller nothing can move: do not wait for it.
