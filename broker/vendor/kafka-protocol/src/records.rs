@@ -514,6 +514,12 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
+        // Tideway patch: a negative or inflated recordCount reserves nothing it cannot
+        // fill (every record takes at least 7 bytes).
+        if batch_decode_info.record_count < 0 {
+            bail!("Negative record count ({})", batch_decode_info.record_count);
+        }
+        types::ensure_remaining(buf, batch_decode_info.record_count as usize, "Record batch")?;
         records.reserve(batch_decode_info.record_count as usize);
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
@@ -892,6 +898,8 @@ impl Record {
             bail!("Unexpected negative record header count: {num_headers}");
         }
         let num_headers = num_headers as usize;
+        // Tideway patch: every header takes at least two bytes.
+        types::ensure_remaining(buf, num_headers, "Record headers")?;
 
         let mut headers = IndexMap::with_capacity(num_headers);
         for _ in 0..num_headers {

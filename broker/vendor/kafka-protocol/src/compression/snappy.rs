@@ -81,6 +81,7 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
         {
             let compressed = compressed.copy_to_bytes(compressed.remaining());
             let actual_len = decompress_len(&compressed).context("failed to read snappy header")?;
+            ensure_plausible_len(actual_len, compressed.len())?;
             let mut tmp = BytesMut::zeroed(actual_len);
             Decoder::new()
                 .decompress(&compressed, &mut tmp)
@@ -104,6 +105,7 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
 
             let uncompressed_block_length = decompress_len(&compressed_block)
                 .context("failed to get snappy uncompressed length")?;
+            ensure_plausible_len(uncompressed_block_length, compressed_block.len())?;
             let uncompressed_block_start = uncompressed.len();
             uncompressed.resize(
                 uncompressed_block_start.saturating_add(uncompressed_block_length),
@@ -120,6 +122,17 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
 
         f(&mut uncompressed.into())
     }
+}
+
+/// Tideway patch (broker/vendor/README.md): snappy expands at most about 21 times
+/// (a 3-byte copy element yields 64 bytes), so a declared length far beyond that
+/// is a lie that would otherwise be allocated (and zeroed) before decoding fails.
+fn ensure_plausible_len(declared: usize, compressed: usize) -> Result<()> {
+    let most = compressed.saturating_mul(32).saturating_add(64);
+    if declared > most {
+        anyhow::bail!("snappy block declares {declared} bytes from {compressed} compressed bytes");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,6 +26,23 @@ macro_rules! define_copy_impl {
     )
 }
 
+/// Tideway patch (broker/vendor/README.md): a length or element count read from
+/// the wire is checked against the bytes left before anything is allocated for
+/// it. Every element of an array takes at least one byte, so a count larger than
+/// what remains is malformed; this is the check Kafka's generated Java code makes
+/// ("Tried to allocate a collection of size N, but there are only M bytes
+/// remaining"). Without it one 21-byte request claiming two billion elements
+/// reserves gigabytes and aborts the process.
+pub(crate) fn ensure_remaining<B: ByteBuf>(buf: &B, claimed: usize, what: &str) -> Result<()> {
+    if claimed > buf.remaining() {
+        bail!(
+            "{what} claims {claimed} elements or bytes, but only {} bytes remain",
+            buf.remaining()
+        );
+    }
+    Ok(())
+}
+
 /// A boolean value.
 #[derive(Debug, Copy, Clone, Default)]
 pub struct Boolean;
@@ -359,6 +376,7 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                ensure_remaining(buf, n as usize, "String")?;
                 let mut strbuf = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -511,6 +529,7 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                ensure_remaining(buf, (n - 1) as usize, "CompactString")?;
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +674,7 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                ensure_remaining(buf, n as usize, "Bytes")?;
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +824,7 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                ensure_remaining(buf, (n - 1) as usize, "CompactBytes")?;
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -985,6 +1006,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                ensure_remaining(buf, n as usize, "Array")?;
                 let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
@@ -1093,6 +1115,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                ensure_remaining(buf, (n - 1) as usize, "CompactArray")?;
                 let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
