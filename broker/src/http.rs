@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
-use crate::handlers::Context;
+use crate::runtime::Context;
 
 #[derive(Clone)]
 pub struct HttpState {

@@ -3,6 +3,7 @@
 //! - [`server`]: the Kafka listener, framing, dispatch, error codes;
 //! - [`handlers`]: one file per API family;
 //! - [`broker`]: state and decisions shared by the handlers;
+//! - [`runtime`]: the [`runtime::Context`] every serving layer takes;
 //! - [`log`]: partitions as segmented logs on disk;
 //! - [`metadata`]: topics and configs as explicit records;
 //! - [`http`] and [`metrics`]: `/livez`, `/readyz`, `/metrics`.
@@ -21,6 +22,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod replication;
+pub mod runtime;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -33,11 +35,11 @@ use tokio::sync::watch;
 
 use crate::broker::{Broker, DataDir, StartError};
 use crate::config::BrokerConfig;
-use crate::handlers::Context;
 use crate::log::FsyncPolicy;
 use crate::metadata::local::LocalStore;
 use crate::metadata::raft::RaftStore;
 use crate::metadata::{MetadataError, MetadataRecord, MetadataStore};
+use crate::runtime::{Context, stopped};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -331,11 +333,6 @@ fn spawn_background(
 }
 
 type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// Resolves once `stopping` turns true (or its sender is gone).
-pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|s| *s).await;
-}
 
 /// Runs until SIGTERM or SIGINT, then stops gracefully.
 pub async fn run(config: BrokerConfig) -> Result<(), RunError> {

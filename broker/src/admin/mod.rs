@@ -16,8 +16,8 @@ use tideway_admin_api::{Admin, AdminServer};
 use tonic::{Request, Response, Status};
 
 use crate::broker::{Broker, TopicError};
-use crate::handlers::Context;
 use crate::metadata::TopicMeta;
+use crate::runtime::Context;
 
 pub struct AdminService {
     /// Set once the broker is ready; until then every call is UNAVAILABLE.

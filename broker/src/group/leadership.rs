@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::coordinator::GroupCoordinator;
 use super::offsets::{OFFSETS_TOPIC, OffsetError};
 use crate::broker::{Broker, TopicError};
-use crate::handlers::Context;
+use crate::runtime::Context;
 
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -104,7 +104,7 @@ pub async fn run(ctx: Arc<Context>, mut stopping: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::stopped(&mut stopping) => return,
+            _ = crate::runtime::stopped(&mut stopping) => return,
         }
         if !created {
             match create_offsets_topic(&ctx.broker).await {

@@ -21,39 +21,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::group::coordinator::GroupCoordinator;
-
-/// What every handler may use.
-pub struct Context {
-    pub broker: Arc<Broker>,
-    /// The group coordinator, while this broker leads the offsets
-    /// partition, with the leader epoch it was loaded at.
-    pub groups: std::sync::RwLock<Option<(i32, Arc<GroupCoordinator>)>>,
-}
-
-impl Context {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        Self {
-            broker,
-            groups: std::sync::RwLock::new(None),
-        }
-    }
-
-    /// The coordinator, if this broker is it now.
-    pub fn groups(&self) -> Option<Arc<GroupCoordinator>> {
-        self.groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|(_, g)| g.clone())
-    }
-
-    /// The coordinator, or NOT_COORDINATOR for group requests sent here.
-    pub fn coordinator(&self) -> Result<Arc<GroupCoordinator>, kafka_protocol::ResponseError> {
-        self.groups()
-            .ok_or(kafka_protocol::ResponseError::NotCoordinator)
-    }
-}
+use crate::runtime::Context;
 
 /// Routes a decoded request; `None` means no response is sent (acks=0).
 /// Only APIs listed in `server::versions` reach this function.

@@ -7,7 +7,8 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    ProduceResponse, TopicProduceResponse,
 };
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use crate::metadata::MetadataImage;
 
 use super::str_bytes;
 use crate::broker::{AppendError, Broker};
+use crate::log::LogError;
 use crate::server::errors::log_error_code;
 
 /// `None` for acks=0: the client expects no response.
@@ -144,10 +146,24 @@ pub async fn handle(
                         AppendError::Producer(e) => e.code(),
                         AppendError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
                     };
+                    // v8+: which record was refused (KIP-467).
+                    let record_errors = match &e {
+                        AppendError::Log(LogError::InvalidRecord {
+                            record: Some(index),
+                            reason,
+                            ..
+                        }) if version >= 8 => vec![
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(*index)
+                                .with_batch_index_error_message(Some(str_bytes(reason.clone()))),
+                        ],
+                        _ => Vec::new(),
+                    };
                     partitions.push(
                         reply
                             .with_error_code(code)
-                            .with_error_message(message(e.to_string())),
+                            .with_error_message(message(e.to_string()))
+                            .with_record_errors(record_errors),
                     );
                 }
             }

@@ -190,8 +190,8 @@ impl BatchHeader {
 }
 
 /// Validates the single batch that starts at `buf[0]`: header checks,
-/// the whole batch present, recordCount = lastOffsetDelta + 1 ≥ 1, and
-/// CRC32C over bytes 21..end. Returns the header; the batch is
+/// the whole batch present, CRC32C over bytes 21..end, then
+/// recordCount = lastOffsetDelta + 1 ≥ 1. Returns the header; the batch is
 /// `buf[..header.total_size()]`.
 pub fn validate_batch(buf: &[u8], at: usize) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse_at(buf, at)?;
@@ -203,6 +203,8 @@ pub fn validate_batch(buf: &[u8], at: usize) -> Result<BatchHeader, BatchError> 
             available: buf.len(),
         });
     };
+    // The CRC first, as Kafka: a damaged header is CORRUPT_MESSAGE, not a lie.
+    check_crc(batch, &header, at)?;
     if header.record_count < 1
         || header.last_offset_delta < 0
         || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
@@ -213,7 +215,6 @@ pub fn validate_batch(buf: &[u8], at: usize) -> Result<BatchHeader, BatchError> 
             last_offset_delta: header.last_offset_delta,
         });
     }
-    check_crc(batch, &header, at)?;
     Ok(header)
 }
 

@@ -28,7 +28,7 @@
 //! the produce path), `index` (sparse indexes), `segment` (I/O on one
 //! segment), `recovery` (opening a directory), `retention` (deleting
 //! segments, the checkpoint), `truncate` (cutting the tail), `epochs` (the
-//! leader epoch cache).
+//! leader epoch cache), `validate` (the records inside a produced batch).
 
 pub mod batch;
 mod epochs;
@@ -41,6 +41,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 mod truncate;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,6 +80,8 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// Add an index entry at most every this many bytes.
     pub index_interval_bytes: usize,
+    /// Most bytes one produced compressed batch may decompress to.
+    pub max_uncompressed_batch_bytes: u64,
     pub fsync: FsyncPolicy,
 }
 
@@ -91,6 +94,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             max_message_bytes: 1024 * 1024 + 12,
             index_interval_bytes: 4096,
+            max_uncompressed_batch_bytes: validate::RecordLimits::default().max_uncompressed_bytes,
             fsync: FsyncPolicy::Never,
         }
     }
@@ -120,6 +124,14 @@ pub enum LogError {
     /// Produce payload failed validation (bad CRC, bad length, not magic v2...).
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
+    /// A produced batch whose records disagree with its header
+    /// ([`validate`]); `record` is the index of the offending record.
+    #[error("invalid records in the batch at byte {batch_at}: {reason}")]
+    InvalidRecord {
+        batch_at: usize,
+        record: Option<i32>,
+        reason: String,
+    },
     /// A batch is larger than max.message.bytes.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: usize },
@@ -177,8 +189,9 @@ impl PartitionLog {
     /// appends, updates indexes, rolls by size/age first when needed, and
     /// fsyncs under [`FsyncPolicy::Always`]. On failure nothing is appended.
     ///
-    /// 1. Validate every batch (header only plus CRC32C, records are not
-    ///    decoded); a batch must also have recordCount = lastOffsetDelta + 1.
+    /// 1. Validate every batch: header, CRC32C, recordCount = lastOffsetDelta
+    ///    + 1, then the records inside it as Kafka's log validator does
+    ///    ([`validate`]: walked in place, or streamed through the codec).
     /// 2. Roll first when the active segment is non-empty and would exceed
     ///    segment.bytes (capped at i32::MAX), is older than segment.ms, or
     ///    the new offsets would not fit its u32 relative offsets.
@@ -397,9 +410,13 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Step 1 of [`PartitionLog::append`]: every batch's header, size and CRC.
+    /// Step 1 of [`PartitionLog::append`]: every batch's header, size and CRC,
+    /// then the records inside it ([`validate`]).
     fn validate_records(&self, records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
         let max = self.config.max_message_bytes;
+        let limits = validate::RecordLimits {
+            max_uncompressed_bytes: self.config.max_uncompressed_batch_bytes,
+        };
         let mut headers = Vec::new();
         let mut at = 0;
         while let Some(rest) = records.get(at..).filter(|r| !r.is_empty()) {
@@ -411,8 +428,15 @@ impl PartitionLog {
                     max,
                 });
             }
-            let h = batch::validate_batch(rest, at)
-                .map_err(|e| LogError::CorruptBatch(e.to_string()))?;
+            let h = batch::validate_batch(rest, at).map_err(|e| match e {
+                batch::BatchError::BadOffsets { .. } => LogError::InvalidRecord {
+                    batch_at: at,
+                    record: None,
+                    reason: e.to_string(),
+                },
+                e => LogError::CorruptBatch(e.to_string()),
+            })?;
+            validate::validate_batch_records(&h, &rest[..h.total_size()], at, limits)?;
             headers.push((at, h));
             at += h.total_size();
         }

@@ -50,7 +50,7 @@ pub async fn heartbeat_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<b
                     Err(_) => tracing::debug!("heartbeat timed out"),
                 }
             }
-            _ = crate::stopped(&mut stopping) => return,
+            _ = crate::runtime::stopped(&mut stopping) => return,
         }
     }
 }
@@ -63,7 +63,7 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::stopped(&mut stopping) => return,
+            _ = crate::runtime::stopped(&mut stopping) => return,
         }
         let store = broker.store();
         if store.quorum().leader != Some(broker.node_id()) {
@@ -122,7 +122,7 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
             committed = store.commit(records) => if let Err(e) = committed {
                 tracing::warn!(error = %e, "committing controller decisions failed; retrying");
             },
-            _ = crate::stopped(&mut stopping) => return,
+            _ = crate::runtime::stopped(&mut stopping) => return,
         }
     }
 }

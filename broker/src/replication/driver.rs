@@ -200,7 +200,7 @@ pub fn start(
                     let b = broker.clone();
                     tokio::spawn(async move { b.commit_proposals(batch).await });
                 }
-                _ = crate::stopped(&mut stop) => return,
+                _ = crate::runtime::stopped(&mut stop) => return,
             }
         }
     })

@@ -21,7 +21,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use super::dispatch;
-use crate::handlers::Context;
+use crate::runtime::Context;
 
 /// Frames read ahead of the one being handled before reading pauses.
 const MAX_QUEUED: usize = 64;
@@ -65,7 +65,7 @@ async fn read_frames(
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
                 Err(e) => return Err(e.into()),
             },
-            _ = crate::stopped(&mut stopping) => return Ok(()),
+            _ = crate::runtime::stopped(&mut stopping) => return Ok(()),
             // The handler gave up (a request could not be served).
             _ = tx.closed() => return Ok(()),
         };

@@ -10,7 +10,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::versions;
-use crate::handlers::{self, Context};
+use crate::handlers;
+use crate::runtime::Context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {

@@ -8,6 +8,7 @@ use crate::log::LogError;
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Storage { .. } => ResponseError::KafkaStorageError,

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::handlers::Context;
+use crate::runtime::Context;
 
 /// Accepts connections until `stopping` turns true, then waits for open
 /// connections to finish their in-flight requests.
@@ -33,7 +33,7 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut stopping: watch
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = crate::stopped(&mut stopping) => break,
+            _ = crate::runtime::stopped(&mut stopping) => break,
         }
     }
     drop(listener);
