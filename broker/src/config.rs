@@ -80,9 +80,53 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_MAX_MESSAGE_BYTES", default_value_t = 1_048_588, value_parser = clap::value_parser!(u32).range(64..=(i32::MAX as i64)), allow_negative_numbers = true)]
     pub max_message_bytes: u32,
 
-    /// Largest request frame accepted; larger frames close the connection.
+    /// Largest request frame accepted, checked on its 4-byte size before it is read;
+    /// larger frames close the connection (socket.request.max.bytes).
     #[arg(long, env = "TIDEWAY_MAX_REQUEST_BYTES", default_value_t = 104_857_600, value_parser = clap::value_parser!(u32).range(1024..=(i32::MAX as i64)), allow_negative_numbers = true)]
     pub max_request_bytes: u32,
+
+    /// Bytes of requests read but not yet answered, over all connections; a connection
+    /// whose next frame does not fit waits (queued.max.request.bytes). At least --max-request-bytes.
+    #[arg(long, env = "TIDEWAY_QUEUED_MAX_REQUEST_BYTES", default_value_t = 268_435_456, value_parser = clap::value_parser!(u32).range(1024..=(u32::MAX as i64 >> 1)), allow_negative_numbers = true)]
+    pub queued_max_request_bytes: u32,
+
+    /// Bytes of requests read but not yet answered on one connection. At least --max-request-bytes.
+    #[arg(long, env = "TIDEWAY_CONNECTION_QUEUED_MAX_BYTES", default_value_t = 104_857_600, value_parser = clap::value_parser!(u32).range(1024..=(u32::MAX as i64 >> 1)), allow_negative_numbers = true)]
+    pub connection_queued_max_bytes: u32,
+
+    /// Requests read ahead on one connection while an earlier one is being served.
+    #[arg(long, env = "TIDEWAY_CONNECTION_QUEUED_MAX_REQUESTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000), allow_negative_numbers = true)]
+    pub connection_queued_max_requests: u32,
+
+    /// Open client connections at most; more are closed as they arrive (max.connections).
+    #[arg(long, env = "TIDEWAY_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub max_connections: u32,
+
+    /// Open client connections from one IP address at most (max.connections.per.ip).
+    #[arg(long, env = "TIDEWAY_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub max_connections_per_ip: u32,
+
+    /// Partitions (or topics, for APIs that name only topics) one request may name;
+    /// a larger request closes the connection.
+    #[arg(long, env = "TIDEWAY_MAX_REQUEST_PARTITIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub max_request_partitions: u32,
+
+    /// Record bytes one Fetch response carries at most, whatever the client asks (fetch.max.bytes).
+    #[arg(long, env = "TIDEWAY_FETCH_MAX_BYTES", default_value_t = 57_671_680, value_parser = clap::value_parser!(u32).range(1024..=(i32::MAX as i64)), allow_negative_numbers = true)]
+    pub fetch_max_bytes: u32,
+
+    /// Most bytes one produced compressed batch may decompress to; more is INVALID_RECORD.
+    #[arg(long, env = "TIDEWAY_MAX_UNCOMPRESSED_BATCH_BYTES", default_value_t = 268_435_456, value_parser = clap::value_parser!(u64).range(1024..), allow_negative_numbers = true)]
+    pub max_uncompressed_batch_bytes: u64,
+
+    /// Members one consumer group may have; JoinGroup beyond it answers GROUP_MAX_SIZE_REACHED (group.max.size).
+    #[arg(long, env = "TIDEWAY_GROUP_MAX_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub group_max_size: u32,
+
+    /// Bytes of protocol names and metadata one member may send in JoinGroup; more
+    /// answers INVALID_REQUEST.
+    #[arg(long, env = "TIDEWAY_GROUP_MAX_MEMBER_METADATA_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(64..), allow_negative_numbers = true)]
+    pub group_max_member_metadata_bytes: u32,
 
     /// When appends reach stable storage: always (before the ack), interval
     /// (every --fsync-interval-ms), never (left to the OS). See docs/architecture.md.
@@ -171,6 +215,18 @@ fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// What the Kafka listener allows one client and all of them together
+/// (docs/reliability.md, "Hostile input").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub queued_max_request_bytes: usize,
+    pub connection_queued_max_bytes: usize,
+    pub connection_queued_max_requests: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_request_partitions: usize,
+}
+
 /// The validated broker settings.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -187,6 +243,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     pub retention_check_interval: Duration,
     pub max_request_bytes: usize,
+    pub server: ServerLimits,
+    pub fetch_max_bytes: usize,
     pub groups: GroupConfig,
     pub offsets_retention_ms: i64,
     pub default_replication_factor: i32,
@@ -223,17 +281,29 @@ impl BrokerConfig {
                 retention_ms: args.retention_ms,
                 retention_bytes: args.retention_bytes,
                 max_message_bytes: args.max_message_bytes as usize,
+                max_uncompressed_batch_bytes: args.max_uncompressed_batch_bytes,
                 fsync,
                 ..LogConfig::default()
             },
             retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
             max_request_bytes: args.max_request_bytes as usize,
+            server: ServerLimits {
+                queued_max_request_bytes: args.queued_max_request_bytes as usize,
+                connection_queued_max_bytes: args.connection_queued_max_bytes as usize,
+                connection_queued_max_requests: args.connection_queued_max_requests as usize,
+                max_connections: args.max_connections as usize,
+                max_connections_per_ip: args.max_connections_per_ip as usize,
+                max_request_partitions: args.max_request_partitions as usize,
+            },
+            fetch_max_bytes: args.fetch_max_bytes as usize,
             groups: GroupConfig {
                 min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
                 initial_rebalance_delay: Duration::from_millis(
                     args.group_initial_rebalance_delay_ms,
                 ),
+                max_size: args.group_max_size as usize,
+                max_member_metadata_bytes: args.group_max_member_metadata_bytes as usize,
             },
             offsets_retention_ms: args.offsets_retention_ms,
             default_replication_factor: args.default_replication_factor,
@@ -244,6 +314,28 @@ impl BrokerConfig {
             replica_lag_time_max_ms: args.replica_lag_time_max_ms as i64,
             controlled_shutdown_timeout: Duration::from_millis(args.controlled_shutdown_timeout_ms),
         }
+    }
+
+    /// Cross-flag checks, failing with a message that names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, budget) in [
+            (
+                "--queued-max-request-bytes",
+                self.server.queued_max_request_bytes,
+            ),
+            (
+                "--connection-queued-max-bytes",
+                self.server.connection_queued_max_bytes,
+            ),
+        ] {
+            if budget < self.max_request_bytes {
+                return Err(format!(
+                    "{flag} {budget} is below --max-request-bytes {}: a largest request could never be read",
+                    self.max_request_bytes
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A config for tests: everything default, data in `data_dir`, ports chosen by the OS.
@@ -282,6 +374,26 @@ mod tests {
             let err = Args::try_parse_from(["tideway-broker", flag, value]).expect_err(flag);
             assert!(err.to_string().contains(flag), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn request_budgets_must_hold_the_largest_request() {
+        let args = Args::try_parse_from([
+            "tideway-broker",
+            "--max-request-bytes",
+            "2000000",
+            "--connection-queued-max-bytes",
+            "1000000",
+        ])
+        .expect("parses");
+        let err = BrokerConfig::from_args(&args)
+            .validate()
+            .expect_err("too small");
+        assert!(err.contains("--connection-queued-max-bytes"), "{err}");
+        let defaults = Args::try_parse_from(["tideway-broker"]).expect("defaults");
+        BrokerConfig::from_args(&defaults)
+            .validate()
+            .expect("defaults are consistent");
     }
 
     #[test]

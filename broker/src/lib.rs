@@ -92,6 +92,7 @@ impl Running {
 /// partition lives, the group coordinator; then the Kafka listener serves
 /// and the broker is ready.
 pub async fn start(config: BrokerConfig) -> Result<Running, RunError> {
+    config.validate().map_err(RunError::Config)?;
     let bind = |flag: &'static str, addr: SocketAddr| async move {
         let listener = TcpListener::bind(addr)
             .await

@@ -32,6 +32,12 @@ pub struct GroupPartitionLabels {
     pub partition: i32,
 }
 
+/// Which client-controlled limit was hit (a fixed list: see `server::limits`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
 type HistogramFamily = Family<ApiLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -46,6 +52,9 @@ pub struct Metrics {
     unclean_elections: Counter,
     group_lag: Family<GroupPartitionLabels, Gauge>,
     group_committed: Family<GroupPartitionLabels, Gauge>,
+    limit_hits: Family<LimitLabels, Counter>,
+    connections: Gauge,
+    queued_request_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,6 +77,24 @@ impl Metrics {
         let unclean_elections = Counter::default();
         let group_lag = Family::<GroupPartitionLabels, Gauge>::default();
         let group_committed = Family::<GroupPartitionLabels, Gauge>::default();
+        let limit_hits = Family::<LimitLabels, Counter>::default();
+        let connections = Gauge::default();
+        let queued_request_bytes = Gauge::default();
+        registry.register(
+            "limit_hits",
+            "Requests or connections refused, or made to wait, by a client-controlled limit",
+            limit_hits.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open Kafka client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "queued_request_bytes",
+            "Bytes of requests read but not yet answered, over all connections",
+            queued_request_bytes.clone(),
+        );
         registry.register(
             "consumer_group_lag",
             "max(0, high watermark - committed offset), by group and partition",
@@ -130,6 +157,9 @@ impl Metrics {
             unclean_elections,
             group_lag,
             group_committed,
+            limit_hits,
+            connections,
+            queued_request_bytes,
         }
     }
 
@@ -170,6 +200,18 @@ impl Metrics {
                 partition,
             })
             .set(offset);
+    }
+
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limit_hits.get_or_create(&LimitLabels { limit }).inc();
+    }
+
+    pub fn set_connections(&self, open: usize) {
+        self.connections.set(open as i64);
+    }
+
+    pub fn add_queued_request_bytes(&self, delta: i64) {
+        self.queued_request_bytes.inc_by(delta);
     }
 
     pub fn unclean_election(&self) {

@@ -79,20 +79,28 @@ def frame(payload: bytes) -> bytes:
 BATCH_CRC_OFFSET = 17
 
 
-def record_batch(values: list[tuple[bytes | None, bytes]], base_timestamp: int | None = None) -> bytes:
-    """An uncompressed v2 record batch with a correct CRC32C."""
+def record_bytes(offset_delta: int, key: bytes | None, value: bytes, length: int | None = None) -> bytes:
+    """One v2 record; `length` overrides its declared length (to make it lie)."""
+    body = b"\x00" + varint(0) + varint(offset_delta)  # attributes, timestampDelta, offsetDelta
+    body += varint(-1) if key is None else varint(len(key)) + key
+    body += varint(len(value)) + value + varint(0)  # value, no headers
+    return varint(len(body) if length is None else length) + body
+
+
+def batch_around(records: bytes, count: int, attributes: int = 0, base_timestamp: int | None = None) -> bytes:
+    """A v2 batch header with a correct CRC32C around `records` (which may lie), claiming `count`."""
     ts = base_timestamp if base_timestamp is not None else int(time.time() * 1000)
-    records = b""
-    for i, (key, value) in enumerate(values):
-        body = b"\x00" + varint(0) + varint(i)  # attributes, timestampDelta, offsetDelta
-        body += varint(-1) if key is None else varint(len(key)) + key
-        body += varint(len(value)) + value + varint(0)  # value, no headers
-        records += varint(len(body)) + body
     after_crc = struct.pack(
-        ">hiqqqhii", 0, len(values) - 1, ts, ts, -1, -1, -1, len(values)
+        ">hiqqqhii", attributes, count - 1, ts, ts, -1, -1, -1, count
     ) + records  # attributes, lastOffsetDelta, base/max timestamp, producer id/epoch, base seq, count
     crc_part = struct.pack(">ibI", 0, 2, crc32c(after_crc)) + after_crc  # leaderEpoch, magic, crc
     return struct.pack(">qi", 0, len(crc_part)) + crc_part
+
+
+def record_batch(values: list[tuple[bytes | None, bytes]], base_timestamp: int | None = None) -> bytes:
+    """An uncompressed v2 record batch with a correct CRC32C."""
+    records = b"".join(record_bytes(i, key, value) for i, (key, value) in enumerate(values))
+    return batch_around(records, len(values), base_timestamp=base_timestamp)
 
 
 def produce_request_v3(correlation_id: int, topic: str, partition: int, batch: bytes, acks: int = -1) -> bytes:

@@ -32,6 +32,10 @@ pub struct GroupConfig {
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
     pub initial_rebalance_delay: Duration,
+    /// Members at most (group.max.size): a new one gets GROUP_MAX_SIZE_REACHED.
+    pub max_size: usize,
+    /// Bytes of protocol names and metadata one member may send in JoinGroup.
+    pub max_member_metadata_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,6 +254,19 @@ impl Group {
             || req.session_timeout > config.max_session_timeout
         {
             return fail(ResponseError::InvalidSessionTimeout);
+        }
+        let metadata_bytes: usize = req.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        if metadata_bytes > config.max_member_metadata_bytes {
+            return fail(ResponseError::InvalidRequest);
+        }
+        let known = self.members.contains_key(&req.member_id)
+            || self.pending.contains_key(&req.member_id)
+            || req
+                .instance_id
+                .as_ref()
+                .is_some_and(|i| self.statics.contains_key(i));
+        if !known && self.members.len() >= config.max_size {
+            return fail(ResponseError::GroupMaxSizeReached);
         }
         let replacing_self = self.members.len() == 1 && self.members.contains_key(&req.member_id);
         if !replacing_self && !self.protocols_compatible(&req.protocol_type, &req.protocols) {

@@ -52,7 +52,8 @@ fn read_once(
     version: i16,
 ) -> (FetchResponse, usize, bool) {
     let image = broker.image();
-    let mut remaining = request.max_bytes.max(0) as usize;
+    // fetch.max.bytes caps what the client asks for.
+    let mut remaining = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let mut total = 0usize;
     let mut has_error = false;
     let mut topics = Vec::with_capacity(request.topics.len());

@@ -1,8 +1,9 @@
 //! One client connection: length-prefixed frames in, responses out.
 //!
-//! The reader task reads ahead (up to [`MAX_QUEUED`] frames) while the
-//! handler task serves the frames one at a time, in arrival order, and
-//! writes each response before taking the next frame. Handling in order is
+//! The reader task reads ahead (up to `--connection-queued-max-requests`
+//! frames, and only as many bytes as the budgets of [`super::limits`] allow)
+//! while the handler task serves the frames one at a time, in arrival order,
+//! and writes each response before taking the next frame. Handling in order is
 //! what makes a client's pipelined Produce requests land in the log in the
 //! order they were sent (Kafka serves a connection the same way); reading
 //! ahead keeps the socket busy meanwhile.
@@ -18,13 +19,17 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::dispatch;
+use super::limits::{Admission, QueuedBytes};
 use crate::runtime::Context;
 
-/// Frames read ahead of the one being handled before reading pauses.
-const MAX_QUEUED: usize = 64;
+/// A request frame with the budget it holds until it is answered.
+struct Frame {
+    bytes: Bytes,
+    _queued: QueuedBytes,
+}
 
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
@@ -36,14 +41,15 @@ enum FrameError {
 
 pub async fn serve(
     ctx: Arc<Context>,
+    admission: Arc<Admission>,
     stream: TcpStream,
     peer: SocketAddr,
     stopping: watch::Receiver<bool>,
 ) {
     let (read, write) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Bytes>(MAX_QUEUED);
+    let (tx, rx) = mpsc::channel::<Frame>(admission.limits().connection_queued_max_requests);
     let handler = tokio::spawn(handle_in_order(ctx.clone(), write, rx, peer));
-    if let Err(e) = read_frames(&ctx, read, tx, stopping).await {
+    if let Err(e) = read_frames(&ctx, &admission, read, tx, stopping).await {
         tracing::warn!(%peer, error = %e, "closing connection");
     }
     let _ = handler.await;
@@ -51,11 +57,15 @@ pub async fn serve(
 
 async fn read_frames(
     ctx: &Arc<Context>,
+    admission: &Admission,
     read: OwnedReadHalf,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Frame>,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     let max = ctx.broker.config.max_request_bytes;
+    let budget = Arc::new(Semaphore::new(
+        admission.limits().connection_queued_max_bytes,
+    ));
     let mut read = BufReader::with_capacity(64 * 1024, read);
     loop {
         let len = tokio::select! {
@@ -70,11 +80,17 @@ async fn read_frames(
             _ = tx.closed() => return Ok(()),
         };
         if len < 0 || len as usize > max {
+            ctx.broker.metrics.limit_hit("max_request_bytes");
             return Err(FrameError::BadLength(len, max));
         }
+        let len = len as usize;
+        // Nothing is allocated for the frame until its bytes fit the budgets.
+        let queued = tokio::select! {
+            q = admission.queue_frame(&budget, len) => q,
+            _ = crate::runtime::stopped(&mut stopping) => return Ok(()),
+        };
         // Read into the buffer's spare capacity: no memset of a frame that is about to be
         // overwritten (it showed in profiles of large produce requests).
-        let len = len as usize;
         let mut frame = BytesMut::with_capacity(len);
         while frame.len() < len {
             let want = (len - frame.len()) as u64;
@@ -82,7 +98,11 @@ async fn read_frames(
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
         }
-        if tx.send(frame.freeze()).await.is_err() {
+        let frame = Frame {
+            bytes: frame.freeze(),
+            _queued: queued,
+        };
+        if tx.send(frame).await.is_err() {
             return Ok(());
         }
     }
@@ -91,12 +111,13 @@ async fn read_frames(
 async fn handle_in_order(
     ctx: Arc<Context>,
     write: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Frame>,
     peer: SocketAddr,
 ) {
     let mut write = BufWriter::with_capacity(64 * 1024, write);
+    // `frame` keeps its budget until its response is written.
     while let Some(frame) = rx.recv().await {
-        let response = match dispatch::handle_frame(ctx.clone(), peer, frame).await {
+        let response = match dispatch::handle_frame(ctx.clone(), peer, frame.bytes.clone()).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");

@@ -27,6 +27,15 @@ pub enum DispatchError {
         version: i16,
         reason: String,
     },
+    #[error(
+        "{api:?} v{version} names {entries} partitions or other entries, over --max-request-partitions {max}"
+    )]
+    TooManyEntries {
+        api: ApiKey,
+        version: i16,
+        entries: usize,
+        max: usize,
+    },
     #[error("encoding the {api:?} v{version} response: {reason}")]
     Encode {
         api: ApiKey,
@@ -65,6 +74,17 @@ pub async fn handle_frame(
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(decode_err)?;
     let request = RequestKind::decode(api, &mut frame, version).map_err(decode_err)?;
+    let entries = super::limits::entries_named(&request);
+    let max = ctx.broker.config.server.max_request_partitions;
+    if entries > max {
+        ctx.broker.metrics.limit_hit("max_request_partitions");
+        return Err(DispatchError::TooManyEntries {
+            api,
+            version,
+            entries,
+            max,
+        });
+    }
     if frame.has_remaining() {
         tracing::debug!(
             ?api,

@@ -1,9 +1,11 @@
 //! The Kafka listener: accepts connections and serves each on its own task
-//! ([`connection`]); frames are decoded and routed in [`dispatch`].
+//! ([`connection`]); frames are decoded and routed in [`dispatch`]; what
+//! clients may hold or send is bounded in [`limits`].
 
 pub mod connection;
 pub mod dispatch;
 pub mod errors;
+pub mod limits;
 pub mod versions;
 
 use std::sync::Arc;
@@ -19,12 +21,22 @@ use crate::runtime::Context;
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener, mut stopping: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     let for_connections = stopping.clone();
+    let admission = limits::Admission::new(ctx.clone());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Over a connection limit: closed at once (counted in admit).
+                    let Some(slot) = admission.admit(peer.ip()) else {
+                        tracing::debug!(%peer, "connection refused: connection limit reached");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(ctx.clone(), stream, peer, for_connections.clone()));
+                    let serve = connection::serve(ctx.clone(), admission.clone(), stream, peer, for_connections.clone());
+                    connections.spawn(async move {
+                        serve.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: keep serving the others.

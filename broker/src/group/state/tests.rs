@@ -7,6 +7,8 @@ fn config() -> GroupConfig {
         min_session_timeout: Duration::from_millis(100),
         max_session_timeout: Duration::from_secs(300),
         initial_rebalance_delay: Duration::ZERO,
+        max_size: 3,
+        max_member_metadata_bytes: 1024,
     }
 }
 
@@ -369,4 +371,27 @@ fn the_initial_delay_holds_the_first_rebalance() {
         join_reply(&g.tick(now + Duration::from_secs(3), &cfg), &r.member_id).generation,
         1
     );
+}
+
+#[test]
+fn a_full_group_and_oversized_metadata_are_refused() {
+    let cfg = config();
+    let (mut g, mut ids, now) = (Group::new("g"), Ids(0), Instant::now());
+    for _ in 0..cfg.max_size {
+        let (Outcome::Now(r), _) = g.join(join_req("", &["range"]), now, &cfg, ids.next()) else {
+            panic!()
+        };
+        let _ = g.join(join_req(&r.member_id, &["range"]), now, &cfg, ids.next());
+    }
+    assert_eq!(g.members.len(), cfg.max_size);
+    let (Outcome::Now(r), _) = g.join(join_req("", &["range"]), now, &cfg, ids.next()) else {
+        panic!("a full group answers at once")
+    };
+    assert_eq!(r.error, ResponseError::GroupMaxSizeReached.code());
+    let mut big = join_req("", &["range"]);
+    big.protocols[0].1 = Bytes::from(vec![0u8; cfg.max_member_metadata_bytes + 1]);
+    let (Outcome::Now(r), _) = g.join(big, now, &cfg, ids.next()) else {
+        panic!("oversized metadata answers at once")
+    };
+    assert_eq!(r.error, ResponseError::InvalidRequest.code());
 }
