@@ -19,7 +19,7 @@
 //! 4. each record: its length varint ≥ 0 and equal to the bytes its fields
 //!    take; key and value lengths ≥ -1 (Kafka takes any negative as null:
 //!    stricter); header count ≥ 0, header key lengths ≥ 0, header value
-//!    lengths ≥ -1; `offsetDelta` equal to the record's index (Kafka rewrites
+//!    lengths ≥ -1; header keys UTF-8 (they are strings); `offsetDelta` equal to the record's index (Kafka rewrites
 //!    such batches instead: stricter); with CreateTime, `baseTimestamp +
 //!    timestampDelta` neither overflows nor exceeds the batch's
 //!    `maxTimestamp` (which the time index trusts).
@@ -85,7 +85,18 @@ pub fn validate_batch_records(
     let expect = Expect::from(header);
     let walked = match header.compression() {
         0 => walk_records(&mut SliceSource::new(records), &expect),
-        1 => walk_stream(flate2::read::GzDecoder::new(records), &expect, limits),
+        1 => {
+            let mut gzip = flate2::bufread::GzDecoder::new(records);
+            let walked = walk_stream(&mut gzip, &expect, limits);
+            // Bytes after the gzip stream would fail the codec crate that
+            // decodes stored batches later.
+            if walked.is_ok() && !gzip.into_inner().is_empty() {
+                return Err(LogError::CorruptBatch(format!(
+                    "batch at byte {at}: bytes follow the end of the gzip stream"
+                )));
+            }
+            walked
+        }
         2 => walk_stream(XerialSnappy::new(records), &expect, limits),
         3 => walk_stream(
             lz4::Decoder::new(records).map_err(corrupt)?,
@@ -146,6 +157,8 @@ enum ReadError {
 trait Source {
     fn byte(&mut self) -> Result<u8, ReadError>;
     fn skip(&mut self, n: usize) -> Result<(), ReadError>;
+    /// Skips `n` bytes; whether they are UTF-8.
+    fn skip_utf8(&mut self, n: usize) -> Result<bool, ReadError>;
     /// Bytes read so far.
     fn position(&self) -> u64;
     fn at_end(&mut self) -> Result<bool, ReadError>;
@@ -175,6 +188,11 @@ impl Source for SliceSource<'_> {
     fn skip(&mut self, n: usize) -> Result<(), ReadError> {
         self.buf = self.buf.get(n..).ok_or(ReadError::End)?;
         Ok(())
+    }
+    fn skip_utf8(&mut self, n: usize) -> Result<bool, ReadError> {
+        let bytes = self.buf.get(..n).ok_or(ReadError::End)?;
+        self.buf = &self.buf[n..];
+        Ok(std::str::from_utf8(bytes).is_ok())
     }
     fn position(&self) -> u64 {
         (self.total - self.buf.len()) as u64
@@ -221,6 +239,34 @@ impl<R: BufRead> Source for StreamSource<R> {
             n -= step;
         }
         Ok(())
+    }
+    fn skip_utf8(&mut self, mut n: usize) -> Result<bool, ReadError> {
+        if self.read.saturating_add(n as u64) > self.limit {
+            return Err(ReadError::Limit);
+        }
+        // Checked chunk by chunk; a character cut by a chunk boundary
+        // carries over (at most 3 bytes).
+        let mut carry: Vec<u8> = Vec::new();
+        let mut valid = true;
+        while n > 0 {
+            let chunk = self.fill()?;
+            let step = chunk.len().min(n);
+            carry.extend_from_slice(&chunk[..step]);
+            match std::str::from_utf8(&carry) {
+                Ok(_) => carry.clear(),
+                Err(e) if e.error_len().is_none() => {
+                    carry.drain(..e.valid_up_to());
+                }
+                Err(_) => {
+                    valid = false;
+                    carry.clear();
+                }
+            }
+            self.reader.consume(step);
+            self.read += step as u64;
+            n -= step;
+        }
+        Ok(valid && carry.is_empty())
     }
     fn position(&self) -> u64 {
         self.read
@@ -330,7 +376,14 @@ fn walk_records<S: Source>(s: &mut S, expect: &Expect) -> Result<(), WalkError> 
                 if !within(s, len) {
                     return Err(overrun(i));
                 }
-                s.skip(len as usize).map_err(|e| fail(i, e, what))?;
+                if least == 0 {
+                    // Header keys are strings in Kafka's record format.
+                    if !s.skip_utf8(len as usize).map_err(|e| fail(i, e, what))? {
+                        return Err(lie(i, "a header key is not UTF-8".into()));
+                    }
+                } else {
+                    s.skip(len as usize).map_err(|e| fail(i, e, what))?;
+                }
             }
         }
         if s.position() != end {

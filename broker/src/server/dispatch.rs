@@ -44,12 +44,25 @@ pub enum DispatchError {
     },
 }
 
-/// Handles one frame; `Ok(None)` means no response (Produce with acks=0).
-pub async fn handle_frame(
-    ctx: Arc<Context>,
-    peer: SocketAddr,
-    mut frame: Bytes,
-) -> Result<Option<Bytes>, DispatchError> {
+/// A request decoded from a frame, or the KIP-511 answer to a too-new
+/// ApiVersions (which is answered without decoding its body).
+pub enum Decoded {
+    Request {
+        api: ApiKey,
+        label: &'static str,
+        version: i16,
+        header: RequestHeader,
+        request: RequestKind,
+    },
+    ApiVersionsTooNew {
+        correlation_id: i32,
+    },
+}
+
+/// Decodes one request frame (header and body) for an advertised API and
+/// version, and checks `--max-request-partitions`. Pure: the fuzz target
+/// (broker/tests/fuzz.rs) runs exactly this on hostile frames.
+pub fn decode_request(mut frame: Bytes, max_entries: usize) -> Result<Decoded, DispatchError> {
     if frame.len() < 8 {
         return Err(DispatchError::ShortFrame(frame.len()));
     }
@@ -58,10 +71,8 @@ pub async fn handle_frame(
     let api = ApiKey::try_from(raw_key).map_err(|()| DispatchError::UnknownApiKey(raw_key))?;
     let (label, min, max) = versions::lookup(api).ok_or(DispatchError::UnknownApiKey(raw_key))?;
     if api == ApiKey::ApiVersions && version > max {
-        // KIP-511: answer a too-new ApiVersions with a v0 body listing what we support.
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let body = ResponseKind::ApiVersions(handlers::api_versions::unsupported_version());
-        return encode_response(correlation_id, api, 0, &body).map(Some);
+        return Ok(Decoded::ApiVersionsTooNew { correlation_id });
     }
     if !(min..=max).contains(&version) {
         return Err(DispatchError::UnsupportedVersion { api, version });
@@ -74,17 +85,6 @@ pub async fn handle_frame(
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(decode_err)?;
     let request = RequestKind::decode(api, &mut frame, version).map_err(decode_err)?;
-    let entries = super::limits::entries_named(&request);
-    let max = ctx.broker.config.server.max_request_partitions;
-    if entries > max {
-        ctx.broker.metrics.limit_hit("max_request_partitions");
-        return Err(DispatchError::TooManyEntries {
-            api,
-            version,
-            entries,
-            max,
-        });
-    }
     if frame.has_remaining() {
         tracing::debug!(
             ?api,
@@ -93,6 +93,51 @@ pub async fn handle_frame(
             "ignoring trailing bytes after a request"
         );
     }
+    let entries = super::limits::entries_named(&request);
+    if entries > max_entries {
+        return Err(DispatchError::TooManyEntries {
+            api,
+            version,
+            entries,
+            max: max_entries,
+        });
+    }
+    Ok(Decoded::Request {
+        api,
+        label,
+        version,
+        header,
+        request,
+    })
+}
+
+/// Handles one frame; `Ok(None)` means no response (Produce with acks=0).
+pub async fn handle_frame(
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    frame: Bytes,
+) -> Result<Option<Bytes>, DispatchError> {
+    let max_entries = ctx.broker.config.server.max_request_partitions;
+    let (api, label, version, header, request) = match decode_request(frame, max_entries) {
+        Ok(Decoded::Request {
+            api,
+            label,
+            version,
+            header,
+            request,
+        }) => (api, label, version, header, request),
+        // KIP-511: answer a too-new ApiVersions with a v0 body listing what we support.
+        Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
+            let body = ResponseKind::ApiVersions(handlers::api_versions::unsupported_version());
+            return encode_response(correlation_id, ApiKey::ApiVersions, 0, &body).map(Some);
+        }
+        Err(e) => {
+            if matches!(e, DispatchError::TooManyEntries { .. }) {
+                ctx.broker.metrics.limit_hit("max_request_partitions");
+            }
+            return Err(e);
+        }
+    };
     let started = Instant::now();
     let response = handlers::handle(&ctx, &header, peer, request).await;
     ctx.broker
