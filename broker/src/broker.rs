@@ -154,6 +154,9 @@ pub struct Broker {
     topic_changes: tokio::sync::Mutex<()>,
     /// Serialises partition reconciliation.
     reconciling: Mutex<()>,
+    /// Serialises role changes (`replication::driver`): the driver and a
+    /// change committed through this broker both set roles.
+    roles: Mutex<()>,
     /// (next producer id, end of the reserved block).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Bumped after every append and high watermark move, waking long-polling fetches.
@@ -195,6 +198,7 @@ impl Broker {
             partitions: RwLock::new(HashMap::new()),
             topic_changes: tokio::sync::Mutex::new(()),
             reconciling: Mutex::new(()),
+            roles: Mutex::new(()),
             appended: watch::Sender::new(0),
             metrics: Metrics::new(),
             _lock: data.lock,
@@ -286,6 +290,11 @@ impl Broker {
     }
 
     /// Every partition hosted here.
+    /// Held while roles are set ([`Broker::reconcile_roles`]).
+    pub(crate) fn roles_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.roles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn hosted_partitions(&self) -> Vec<Arc<Partition>> {
         self.all_partitions()
     }
@@ -412,9 +421,14 @@ impl Broker {
         Ok(())
     }
 
+    /// Commits `records` and, before answering, opens the partitions and
+    /// takes the roles they give this broker: a client told a topic exists
+    /// (and who leads it) is served by that leader at once. Follower
+    /// fetchers are left to the replication driver.
     async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, TopicError> {
         let image = self.store.commit(records).await?;
         self.reconcile_partitions(&image, false)?;
+        let _ = self.reconcile_roles();
         Ok(image)
     }
 

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use super::fetcher;
 use super::replica::{Effects, Proposal};
 use crate::broker::{Broker, Partition, now_ms};
-use crate::metadata::{MetadataImage, MetadataRecord};
+use crate::metadata::MetadataRecord;
 
 /// An ISR change a leader wants, for the driver to commit.
 pub type PendingProposal = (String, i32, Proposal);
@@ -36,7 +36,11 @@ const TICK: Duration = Duration::from_millis(250);
 impl Broker {
     /// Step 2 of the module doc for every hosted partition. Returns the
     /// follower partitions whose fetcher is not running.
-    pub fn reconcile_roles(&self, image: &MetadataImage) -> Vec<Arc<Partition>> {
+    /// Reads the current image under the roles lock, so a late caller never
+    /// applies an older image over a newer one.
+    pub fn reconcile_roles(&self) -> Vec<Arc<Partition>> {
+        let _roles = self.roles_lock();
+        let image = self.image();
         let me = self.node_id();
         let now = now_ms();
         let mut need_fetcher = Vec::new();
@@ -164,7 +168,7 @@ pub fn start(
             }
         }
     };
-    spawn_fetchers(broker.reconcile_roles(&broker.image()));
+    spawn_fetchers(broker.reconcile_roles());
     let broker = broker.clone();
     let mut images = broker.store().subscribe();
     let mut stop = stopping.clone();
@@ -181,7 +185,7 @@ pub fn start(
                     if let Err(e) = broker.reconcile_partitions(&image, false) {
                         tracing::error!(error = %e, "opening partitions assigned here failed");
                     }
-                    spawn_fetchers(broker.reconcile_roles(&image));
+                    spawn_fetchers(broker.reconcile_roles());
                 }
                 _ = tick.tick() => {
                     let now = now_ms();
@@ -190,7 +194,7 @@ pub fn start(
                         broker.apply_effects(&p, effects);
                     }
                     // Restarts fetchers that stopped (e.g. after a leader change race).
-                    spawn_fetchers(broker.reconcile_roles(&broker.image()));
+                    spawn_fetchers(broker.reconcile_roles());
                 }
                 Some(first) = proposals.recv() => {
                     let mut batch = vec![first];

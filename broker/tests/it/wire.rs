@@ -555,3 +555,26 @@ async fn every_api_at_every_version_answers_decodably() {
     }
     running.stop().await;
 }
+
+/// Issue 13: a topic created through this broker is led by it as soon as
+/// the creation returns, before the replication driver's task runs. On a
+/// current-thread runtime no other task can run between the two lines.
+#[tokio::test(flavor = "current_thread")]
+async fn a_created_topic_is_led_when_creation_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = BrokerConfig::for_tests(dir.path().to_path_buf());
+    let running = tideway_broker::start(config).await.expect("start");
+    let broker = running.ctx.broker.clone();
+    broker
+        .create_topic("led-at-once", 3, 1, Default::default())
+        .await
+        .expect("create");
+    for index in 0..3 {
+        let p = broker.partition("led-at-once", index).expect("hosted");
+        assert!(
+            p.replica.leader_epoch(false).is_ok(),
+            "partition {index} is not led yet"
+        );
+    }
+    running.stop().await;
+}
