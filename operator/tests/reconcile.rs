@@ -23,7 +23,8 @@ use tideway_operator::crd::{MessageCluster, Topic, all_crds};
 use tideway_operator::metrics::Metrics;
 use tideway_operator::settings::{BuildSettings, OperatorSettings};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+/// Generous: etcd, kube-apiserver and the controllers share a loaded 2-core machine (issue 13).
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn k8s_bin() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TIDEWAY_K8S_BIN") {

@@ -49,7 +49,7 @@ def test_three_brokers_share_partitions_and_route_clients(start_broker, tmp_path
     # Registrations replicate to every broker's metadata (eventually, as in Kafka).
     md = wait_until(
         lambda: (m := admin_client(b[1].bootstrap).list_topics(timeout=30)) and sorted(m.brokers) == [0, 1, 2] and m,
-        30,
+        60,
         "broker 1 to list all three brokers",
     )
     assert {br.port for br in md.brokers.values()} == {x.kafka_port for x in b}
@@ -57,7 +57,7 @@ def test_three_brokers_share_partitions_and_route_clients(start_broker, tmp_path
     topic = unique_topic()
     create_topic(b[2].bootstrap, topic, 6)
     # Every broker answers the same placement, spread over all three.
-    spread = wait_until(lambda: len({tuple(sorted(leaders(x.bootstrap, topic).items())) for x in b}) == 1 and leaders(b[0].bootstrap, topic), 30, "one placement seen by all")
+    spread = wait_until(lambda: len({tuple(sorted(leaders(x.bootstrap, topic).items())) for x in b}) == 1 and leaders(b[0].bootstrap, topic), 60, "one placement seen by all")
     assert set(spread.values()) == {0, 1, 2}
 
     acked = produce_ok(b[1].bootstrap, topic, keyed_records(6000)).acked

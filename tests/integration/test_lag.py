@@ -60,7 +60,7 @@ def test_records_deleted_by_retention_are_not_lag(start_broker):
     commit(b, group, topic, {0: 1})
     consumer = make_consumer(b)
     try:
-        low, high = wait_until(lambda: (w := watermarks(consumer, topic, 0))[0] > 1 and w, 30, "retention to delete old segments")
+        low, high = wait_until(lambda: (w := watermarks(consumer, topic, 0))[0] > 1 and w, 60, "retention to delete old segments")
     finally:
         consumer.close()
     committed, hw, start, value = by_partition(lag(broker, group))[0]
