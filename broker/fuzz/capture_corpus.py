@@ -2,7 +2,8 @@
 
 Starts a tideway-broker behind a recording proxy on loopback (the broker
 advertises the proxy, so clients stay on it), runs librdkafka (confluent-kafka),
-kcat and franz-go through their usual work (metadata, topic admin, produce with
+kcat, franz-go and, with --kafka-home, the Java client (Kafka's own
+ProducerPerformance, ConsumerPerformance and TopicCommand) through their usual work (metadata, topic admin, produce with
 every codec, the idempotent producer, consumer groups with commits, configs),
 and writes each distinct request frame (without its length prefix) to
 broker/fuzz/corpus/requests/<api>-v<version>-<hash>.bin.
@@ -10,7 +11,10 @@ broker/fuzz/corpus/requests/<api>-v<version>-<hash>.bin.
 Run from the repository root with the test venv, after `tests/run.sh` set up
 the tools and built the broker:
 
-    ~/.cache/tideway/venv/bin/python broker/fuzz/capture_corpus.py
+    ~/.cache/tideway/venv/bin/python broker/fuzz/capture_corpus.py \
+        [--kafka-home ~/.cache/tideway/kafka-4.3.1]
+
+(tests/bench/run.sh fetches that Kafka from Maven Central.)
 
 The corpus is committed; rerun this when clients or advertised versions change.
 """
@@ -134,7 +138,28 @@ def librdkafka_work(bootstrap: str) -> None:
         f.result(30)
 
 
+def java_work(bootstrap: str, kafka_home: Path) -> None:
+    def tool(main: str, *args: str) -> None:
+        done = subprocess.run(["java", "-Xmx256M", "-cp", f"{kafka_home}/lib/*", main, *args],
+                              capture_output=True, timeout=300)
+        assert done.returncode == 0, f"{main}: {done.stderr.decode()[-2000:]}"
+
+    tool("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", bootstrap, "--create",
+         "--topic", "corpus-java", "--partitions", "2", "--config", "retention.ms=3600000")
+    tool("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", bootstrap, "--describe",
+         "--topic", "corpus-java")
+    for codec in ("none", "lz4", "zstd"):
+        tool("org.apache.kafka.tools.ProducerPerformance", "--topic", "corpus-java", "--num-records", "2000",
+             "--record-size", "100", "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
+             "acks=all", f"compression.type={codec}")
+    tool("org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", bootstrap, "--topic", "corpus-java",
+         "--messages", "2000", "--group", "corpus-java-group")
+
+
 def main() -> None:
+    kafka_home = None
+    if "--kafka-home" in sys.argv:
+        kafka_home = Path(sys.argv[sys.argv.index("--kafka-home") + 1]).expanduser()
     proxy_port, = free_loopback_ports(1)
     work = ROOT / "target" / "fuzz-capture"
     subprocess.run(["rm", "-rf", str(work)], check=True)
@@ -154,6 +179,8 @@ def main() -> None:
         franz = subprocess.run([franzgo, bootstrap, "corpus-franz", "corpus-franz-group", "100"],
                                capture_output=True, timeout=180)
         assert franz.returncode == 0, franz.stderr.decode()[-2000:]
+        if kafka_home is not None:
+            java_work(bootstrap, kafka_home)
     finally:
         broker.ensure_stopped()
     OUT.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from clients import CORRUPT_MESSAGE, assert_roundtrip, consume_all, create_topic
 from harness import wait_until
 
 INVALID_RECORD = 87
+UNSUPPORTED_COMPRESSION_TYPE = 76
 # Peak resident memory the broker may reach while being fed garbage. It idles at
 # 10-50 MB; a decoder that reserves memory for a claimed count reserves gigabytes.
 MAX_PEAK_RSS_KB = 400 * 1024
@@ -126,6 +127,9 @@ def test_batches_whose_records_lie_are_refused_and_never_consumed(broker):
     # gzip (attributes 1) whose payload is not gzip: CRC correct, does not decompress.
     not_gzip = wire.batch_around(b"\x1f\x8b" + b"definitely not deflate" * 4, 1, attributes=1)
     assert produce_code(broker, topic, not_gzip) == CORRUPT_MESSAGE
+    # zstd (attributes 4) in a Produce v3 request: Kafka needs v7 for it.
+    zstd_v3 = wire.batch_around(b"\x28\xb5\x2f\xfd", 1, attributes=4)
+    assert produce_code(broker, topic, zstd_v3) == UNSUPPORTED_COMPRESSION_TYPE
     assert produce_code(broker, topic, good) == 0
     records = consume_all(broker.bootstrap, topic)[0]
     assert [(r.offset, r.key, r.value) for r in records] == [(0, b"k", b"0|good"), (1, b"k", b"1|good")]

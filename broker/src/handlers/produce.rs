@@ -108,6 +108,17 @@ pub async fn handle(
                 ));
                 continue;
             };
+            // zstd came with Produce v7 (KIP-110): older requests may not carry it.
+            if version < 7
+                && crate::log::batch::batches(&records)
+                    .any(|b| b.is_ok_and(|(_, h)| h.compression() == 4))
+            {
+                partitions.push(fail(
+                    ResponseError::UnsupportedCompressionType,
+                    "zstd needs Produce v7 or later".into(),
+                ));
+                continue;
+            }
             match broker
                 .append(&partition, records, configs.log_append_time())
                 .await

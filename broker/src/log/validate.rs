@@ -662,6 +662,35 @@ mod tests {
     }
 
     #[test]
+    fn header_keys_must_be_utf8_and_gzip_must_end_where_the_batch_does() {
+        // A record with one header whose key is not UTF-8.
+        let mut body = vec![0u8];
+        zigzag(0, &mut body);
+        zigzag(0, &mut body);
+        zigzag(-1, &mut body);
+        zigzag(1, &mut body);
+        body.push(b'v');
+        zigzag(1, &mut body);
+        zigzag(2, &mut body);
+        body.extend_from_slice(&[0xc3, 0x28]);
+        zigzag(-1, &mut body);
+        let mut r = Vec::new();
+        zigzag(body.len() as i64, &mut r);
+        r.extend(body);
+        assert!(reason(check(&batch_with(&r, 1))).contains("not UTF-8"));
+
+        let mut b = make_batch(&[(5, b"x".repeat(50))], Compression::Gzip).to_vec();
+        b.extend_from_slice(b"trailing");
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let h = crate::log::batch::validate_batch(&b, 0).unwrap();
+        let r = validate_batch_records(&h, &b, 0, RecordLimits::default());
+        assert!(matches!(r, Err(LogError::CorruptBatch(_))), "{r:?}");
+    }
+
+    #[test]
     fn a_decompression_bomb_stops_at_the_limit() {
         // One record whose value is 4 MiB of zeros compresses to a few KiB.
         let b = make_batch(&[(5, vec![0u8; 4 << 20])], Compression::Zstd);
