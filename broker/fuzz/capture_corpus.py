@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic  # noqa: E402
+from fault_proxy import _recv_exact as recv_exact  # noqa: E402
 from harness import Broker, broker_binary, free_loopback_ports  # noqa: E402
 
 OUT = ROOT / "broker" / "fuzz" / "corpus" / "requests"
@@ -60,23 +61,13 @@ class RecordingProxy:
             threading.Thread(target=self.requests, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self.copy, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def recv_exact(sock: socket.socket, n: int) -> bytes | None:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return bytes(buf)
-
     def requests(self, client: socket.socket, upstream: socket.socket) -> None:
         try:
             while True:
-                head = self.recv_exact(client, 4)
+                head = recv_exact(client, 4)
                 if head is None:
                     break
-                body = self.recv_exact(client, struct.unpack(">i", head)[0])
+                body = recv_exact(client, struct.unpack(">i", head)[0])
                 if body is None:
                     break
                 api, version = struct.unpack(">hh", body[:4])

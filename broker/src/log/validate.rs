@@ -548,19 +548,25 @@ mod tests {
         out
     }
 
+    /// Sets batchLength and the CRC for the bytes as they are now, so that
+    /// only what the test changed inside can be wrong.
+    fn reseal(b: &mut [u8]) {
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+
     /// A real uncompressed batch header with `records` as its body and
     /// `count` in recordCount/lastOffsetDelta, CRC recomputed: only the
     /// records lie.
     fn batch_with(records: &[u8], count: i32) -> Vec<u8> {
         let mut b = make_batch(&[(5, b"x".to_vec())], Compression::None)[..HEADER_SIZE].to_vec();
         b.extend_from_slice(records);
-        let len = (b.len() - 12) as i32;
-        b[8..12].copy_from_slice(&len.to_be_bytes());
         b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
         b[57..61].copy_from_slice(&count.to_be_bytes());
         // timestamps 5, so every record at base + 0 is within maxTimestamp
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        reseal(&mut b);
         b
     }
 
@@ -638,14 +644,12 @@ mod tests {
     fn control_batches_and_sequence_less_producers_are_refused() {
         let mut b = make_batch(&[(5, b"x".to_vec())], Compression::None).to_vec();
         b[22] |= 0x20;
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        reseal(&mut b);
         assert!(reason(check(&b)).contains("control"));
         let mut b = make_batch(&[(5, b"x".to_vec())], Compression::None).to_vec();
         b[43..51].copy_from_slice(&7i64.to_be_bytes());
         b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        reseal(&mut b);
         assert!(reason(check(&b)).contains("base sequence -1"));
     }
 
@@ -654,8 +658,7 @@ mod tests {
         let mut b = make_batch(&[(5, b"x".repeat(200))], Compression::Gzip).to_vec();
         let mid = HEADER_SIZE + 12;
         b[mid..mid + 8].copy_from_slice(b"garbage!");
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        reseal(&mut b);
         let h = crate::log::batch::validate_batch(&b, 0).unwrap();
         let r = validate_batch_records(&h, &b, 0, RecordLimits::default());
         assert!(matches!(r, Err(LogError::CorruptBatch(_))), "{r:?}");
@@ -681,10 +684,7 @@ mod tests {
 
         let mut b = make_batch(&[(5, b"x".repeat(50))], Compression::Gzip).to_vec();
         b.extend_from_slice(b"trailing");
-        let len = (b.len() - 12) as i32;
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        reseal(&mut b);
         let h = crate::log::batch::validate_batch(&b, 0).unwrap();
         let r = validate_batch_records(&h, &b, 0, RecordLimits::default());
         assert!(matches!(r, Err(LogError::CorruptBatch(_))), "{r:?}");
