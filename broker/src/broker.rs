@@ -204,7 +204,7 @@ impl Broker {
             _lock: data.lock,
         };
         broker
-            .reconcile_partitions(&image, data.recover)
+            .reconcile_partitions(data.recover)
             .map_err(StartError::OpenPartitions)?;
         broker.refresh_offset_metrics();
         Ok(broker)
@@ -323,14 +323,15 @@ impl Broker {
             .join(format!("{topic}-{index}"))
     }
 
-    /// Opens the partitions `image` assigns here and removes the ones it no
-    /// longer does (a deleted topic, or a new topic of the same name).
-    pub fn reconcile_partitions(
-        &self,
-        image: &MetadataImage,
-        recover: bool,
-    ) -> Result<(), TopicError> {
+    /// Opens the partitions the current image assigns here and removes the
+    /// ones it no longer does (a deleted topic, or a new topic of the same
+    /// name). The image is read under the lock: a caller holding an older one
+    /// must not remove a topic a newer image created (and a producer may
+    /// already have written to).
+    pub fn reconcile_partitions(&self, recover: bool) -> Result<(), TopicError> {
         let _guard = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        let image = self.image();
+        let image = &*image;
         let me = self.node_id();
         // Close and delete what is no longer ours.
         let stale: Vec<(PartitionKey, Arc<Partition>)> = {
@@ -427,7 +428,7 @@ impl Broker {
     /// fetchers are left to the replication driver.
     async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, TopicError> {
         let image = self.store.commit(records).await?;
-        self.reconcile_partitions(&image, false)?;
+        self.reconcile_partitions(false)?;
         let _ = self.reconcile_roles();
         Ok(image)
     }
@@ -741,6 +742,27 @@ impl Broker {
         if partition.replica.leader_epoch(false).is_err() {
             return Err(AppendError::NotLeader);
         }
+        // The records inside each batch, before the partition is locked; a
+        // compressed batch is decompressed off the async workers.
+        let limits = crate::log::validate::RecordLimits {
+            max_uncompressed_bytes: self.config.log_defaults.max_uncompressed_batch_bytes,
+        };
+        let compressed = crate::log::batch::batches(&records)
+            .any(|b| b.is_ok_and(|(_, h)| h.compression() != 0));
+        let check =
+            move || crate::log::validate::validate_produced(&records, limits).map(|()| records);
+        let records = if compressed {
+            tokio::task::spawn_blocking(check).await.map_err(|e| {
+                AppendError::Log(LogError::Storage {
+                    action: "validating records for",
+                    path: self.partition_dir(&partition.topic, partition.index),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })?
+        } else {
+            check()
+        }
+        .map_err(AppendError::Log)?;
         let records = BytesMut::from(records);
         let bytes = records.len() as u64;
         let p = partition.clone();

@@ -94,6 +94,11 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_CONNECTION_QUEUED_MAX_BYTES", default_value_t = 104_857_600, value_parser = clap::value_parser!(u32).range(1024..=(u32::MAX as i64 >> 1)), allow_negative_numbers = true)]
     pub connection_queued_max_bytes: u32,
 
+    /// A request frame must arrive whole within this long after its size, or the
+    /// connection is closed.
+    #[arg(long, env = "TIDEWAY_FRAME_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..), allow_negative_numbers = true)]
+    pub frame_read_timeout_ms: u64,
+
     /// Requests read ahead on one connection while an earlier one is being served.
     #[arg(long, env = "TIDEWAY_CONNECTION_QUEUED_MAX_REQUESTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000), allow_negative_numbers = true)]
     pub connection_queued_max_requests: u32,
@@ -123,8 +128,8 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_GROUP_MAX_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
     pub group_max_size: u32,
 
-    /// Bytes of protocol names and metadata one member may send in JoinGroup; more
-    /// answers INVALID_REQUEST.
+    /// Bytes of protocol names and metadata one member may send in JoinGroup, and of
+    /// one member's assignment in SyncGroup; more answers INVALID_REQUEST.
     #[arg(long, env = "TIDEWAY_GROUP_MAX_MEMBER_METADATA_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(64..), allow_negative_numbers = true)]
     pub group_max_member_metadata_bytes: u32,
 
@@ -225,6 +230,7 @@ pub struct ServerLimits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_request_partitions: usize,
+    pub frame_read_timeout: Duration,
 }
 
 /// The validated broker settings.
@@ -294,6 +300,7 @@ impl BrokerConfig {
                 max_connections: args.max_connections as usize,
                 max_connections_per_ip: args.max_connections_per_ip as usize,
                 max_request_partitions: args.max_request_partitions as usize,
+                frame_read_timeout: Duration::from_millis(args.frame_read_timeout_ms),
             },
             fetch_max_bytes: args.fetch_max_bytes as usize,
             groups: GroupConfig {

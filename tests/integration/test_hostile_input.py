@@ -200,3 +200,16 @@ def test_requests_wait_for_the_broker_wide_budget_instead_of_growing_memory(star
             s.close()
     wait_until(lambda: api_versions_answer(broker), 30, "ApiVersions after the big frames")
     assert_healthy(broker)
+
+
+def test_a_frame_sent_too_slowly_is_cut_off_and_frees_its_budget(start_broker):
+    broker = start_broker("--frame-read-timeout-ms", "1000", "--max-request-bytes", "4194304",
+                          "--queued-max-request-bytes", "4194304", "--connection-queued-max-bytes", "4194304")
+    with wire.connect(broker.bootstrap) as slow:
+        # The whole budget announced, one byte of it sent, then nothing.
+        slow.sendall(struct.pack(">i", 4_194_304) + b"\x00")
+        assert wire.closed_by_peer(slow, timeout=30), "a stalled frame kept its connection"
+    assert limit_hits(broker, "frame_read_timeout") == 1
+    # Its budget is free again: a real client is served.
+    wait_until(lambda: api_versions_answer(broker), 30, "ApiVersions after the stalled frame")
+    assert_roundtrip(broker.bootstrap)

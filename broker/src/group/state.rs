@@ -259,8 +259,9 @@ impl Group {
         if metadata_bytes > config.max_member_metadata_bytes {
             return fail(ResponseError::InvalidRequest);
         }
+        // Only current members (and a static member taking its place back) are
+        // exempt: a pending id from MEMBER_ID_REQUIRED is not a member yet.
         let known = self.members.contains_key(&req.member_id)
-            || self.pending.contains_key(&req.member_id)
             || req
                 .instance_id
                 .as_ref()

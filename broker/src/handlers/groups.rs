@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::delete_groups_response::{
@@ -137,7 +138,14 @@ pub async fn join_group(
         protocols: r
             .protocols
             .iter()
-            .map(|p| (p.name.as_str().to_string(), p.metadata.clone()))
+            // Copied: a slice would keep the whole request frame alive as long
+            // as the member stays in the group.
+            .map(|p| {
+                (
+                    p.name.as_str().to_string(),
+                    Bytes::copy_from_slice(&p.metadata),
+                )
+            })
             .collect(),
         require_known_member_id: version >= 4,
     };
@@ -179,10 +187,20 @@ pub async fn join_group(
 }
 
 pub async fn sync_group(ctx: &Context, r: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let limit = ctx.broker.config.groups.max_member_metadata_bytes;
+    if r.assignments.iter().any(|a| a.assignment.len() > limit) {
+        return SyncGroupResponse::default().with_error_code(ResponseError::InvalidRequest.code());
+    }
+    // Copied, as JoinGroup metadata: the group keeps them, not the frame.
     let assignments = r
         .assignments
         .iter()
-        .map(|a| (a.member_id.as_str().to_string(), a.assignment.clone()))
+        .map(|a| {
+            (
+                a.member_id.as_str().to_string(),
+                Bytes::copy_from_slice(&a.assignment),
+            )
+        })
         .collect();
     let groups = match ctx.coordinator() {
         Ok(g) => g,

@@ -190,8 +190,9 @@ impl PartitionLog {
     /// fsyncs under [`FsyncPolicy::Always`]. On failure nothing is appended.
     ///
     /// 1. Validate every batch: header, CRC32C, recordCount = lastOffsetDelta
-    ///    + 1, then the records inside it as Kafka's log validator does
-    ///    ([`validate`]: walked in place, or streamed through the codec).
+    ///    + 1. The records inside a produced batch were checked before the
+    ///    partition was locked ([`validate::validate_produced`]); a
+    ///    follower's batches are the leader's and are not walked again.
     /// 2. Roll first when the active segment is non-empty and would exceed
     ///    segment.bytes (capped at i32::MAX), is older than segment.ms, or
     ///    the new offsets would not fit its u32 relative offsets.
@@ -410,13 +411,9 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Step 1 of [`PartitionLog::append`]: every batch's header, size and CRC,
-    /// then the records inside it ([`validate`]).
+    /// Step 1 of [`PartitionLog::append`]: every batch's header, size and CRC.
     fn validate_records(&self, records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
         let max = self.config.max_message_bytes;
-        let limits = validate::RecordLimits {
-            max_uncompressed_bytes: self.config.max_uncompressed_batch_bytes,
-        };
         let mut headers = Vec::new();
         let mut at = 0;
         while let Some(rest) = records.get(at..).filter(|r| !r.is_empty()) {
@@ -436,7 +433,6 @@ impl PartitionLog {
                 },
                 e => LogError::CorruptBatch(e.to_string()),
             })?;
-            validate::validate_batch_records(&h, &rest[..h.total_size()], at, limits)?;
             headers.push((at, h));
             at += h.total_size();
         }

@@ -181,8 +181,8 @@ pub fn start(
                     if changed.is_err() {
                         return;
                     }
-                    let image = images.borrow_and_update().clone();
-                    if let Err(e) = broker.reconcile_partitions(&image, false) {
+                    images.borrow_and_update();
+                    if let Err(e) = broker.reconcile_partitions(false) {
                         tracing::error!(error = %e, "opening partitions assigned here failed");
                     }
                     spawn_fetchers(broker.reconcile_roles());

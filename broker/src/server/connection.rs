@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -35,6 +35,8 @@ struct Frame {
 enum FrameError {
     #[error("frame length {0} is negative or over the limit of {1} bytes")]
     BadLength(i32, usize),
+    #[error("a frame of {0} bytes did not arrive within {1:?}")]
+    Slow(usize, std::time::Duration),
     #[error("reading a frame: {0}")]
     Read(#[from] std::io::Error),
 }
@@ -84,20 +86,39 @@ async fn read_frames(
             return Err(FrameError::BadLength(len, max));
         }
         let len = len as usize;
-        // Nothing is allocated for the frame until its bytes fit the budgets.
-        let queued = tokio::select! {
-            q = admission.queue_frame(&budget, len) => q,
+        // The whole frame within the deadline: a client that announces a
+        // frame and sends it slowly (or never) is cut off.
+        let deadline = tokio::time::Instant::now() + admission.limits().frame_read_timeout;
+        let timeout = admission.limits().frame_read_timeout;
+        let read_frame = async {
+            // The budgets are taken once the body starts to arrive, for the
+            // whole frame at once (taking them piecemeal lets many half-read
+            // frames hold the budget between them and none ever complete).
+            if len > 0 && read.fill_buf().await?.is_empty() {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            let queued = admission.queue_frame(&budget, len).await;
+            // Read into the buffer's spare capacity: no memset of a frame that is
+            // about to be overwritten (it showed in profiles of large produce requests).
+            let mut frame = BytesMut::with_capacity(len);
+            while frame.len() < len {
+                let want = (len - frame.len()) as u64;
+                if (&mut read).take(want).read_buf(&mut frame).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+            }
+            Ok((frame, queued))
+        };
+        let (frame, queued) = tokio::select! {
+            read = tokio::time::timeout_at(deadline, read_frame) => match read {
+                Ok(read) => read?,
+                Err(_) => {
+                    ctx.broker.metrics.limit_hit("frame_read_timeout");
+                    return Err(FrameError::Slow(len, timeout));
+                }
+            },
             _ = crate::runtime::stopped(&mut stopping) => return Ok(()),
         };
-        // Read into the buffer's spare capacity: no memset of a frame that is about to be
-        // overwritten (it showed in profiles of large produce requests).
-        let mut frame = BytesMut::with_capacity(len);
-        while frame.len() < len {
-            let want = (len - frame.len()) as u64;
-            if (&mut read).take(want).read_buf(&mut frame).await? == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-            }
-        }
         let frame = Frame {
             bytes: frame.freeze(),
             _queued: queued,

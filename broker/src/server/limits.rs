@@ -5,10 +5,13 @@
 //!   is closed as it arrives;
 //! - `queued_max_request_bytes` (all connections) and
 //!   `connection_queued_max_bytes` (one connection): bytes of requests read
-//!   but not yet answered. A frame is read only once its size fits both
-//!   budgets; until then that connection's reader waits (nothing is
-//!   refused), so the memory held for requests is bounded whatever clients
-//!   send;
+//!   but not yet answered. Once a frame's body starts to arrive, the reader
+//!   waits until the whole frame fits both budgets (an announced size alone
+//!   holds nothing; nothing is refused), so the memory held for requests is
+//!   bounded whatever clients send;
+//! - `frame_read_timeout`: a frame must arrive whole within it, or the
+//!   connection is closed: a client that sends a frame slowly holds budget
+//!   for at most that long;
 //! - `max_request_partitions`: the entries (partitions, or topics, groups,
 //!   resources for APIs that name no partitions) one request names; more
 //!   closes the connection, as a frame over `--max-request-bytes` does.
