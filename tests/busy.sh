@@ -7,7 +7,8 @@
 # Usage: tests/busy.sh [--runs N] [arguments for tests/run.sh, i.e. for pytest]
 #   --runs N   runs the suite N times in a row (default 1), one summary line per run
 #              and a total; each run's output is also kept in target/busy/run-<i>.log.
-# TIDEWAY_BUSY_BURNERS overrides the number of burners (default 2, one per core here).
+# TIDEWAY_BUSY_BURNERS overrides the number of burners (default 2, one per core here),
+# TIDEWAY_BUSY_NICE their nice level (default 10; 0 competes with the tests as equals).
 # Exit status: 0 only if every run passed.
 #
 # The burners are started here and stopped here, by their PIDs, on any exit (trap).
@@ -23,6 +24,10 @@ case "$runs" in
     '' | *[!0-9]* | 0) echo "busy.sh: --runs needs a positive whole number, got '$runs'" >&2; exit 2 ;;
 esac
 count="${TIDEWAY_BUSY_BURNERS:-2}"
+nice_level="${TIDEWAY_BUSY_NICE:-10}"
+case "$nice_level" in
+    '' | *[!0-9]*) echo "busy.sh: TIDEWAY_BUSY_NICE must be 0 to 19, got '$nice_level'" >&2; exit 2 ;;
+esac
 case "$count" in
     '' | *[!0-9]*) echo "busy.sh: TIDEWAY_BUSY_BURNERS must be a whole number, got '$count'" >&2; exit 2 ;;
 esac
@@ -44,10 +49,10 @@ trap 'exit 143' TERM
 
 for ((i = 0; i < count; i++)); do
     # nice execs bash, so $! is the burner itself.
-    nice -n 10 bash -c 'while :; do :; done' &
+    nice -n "$nice_level" bash -c 'while :; do :; done' &
     burners+=("$!")
 done
-echo "busy.sh: $count CPU burners at nice 10 (PIDs ${burners[*]}); $runs run(s) of tests/run.sh $*"
+echo "busy.sh: $count CPU burners at nice $nice_level (PIDs ${burners[*]}); $runs run(s) of tests/run.sh $*"
 
 summaries=()
 failed=0
@@ -73,7 +78,7 @@ for ((run = 1; run <= runs; run++)); do
 done
 
 echo
-echo "busy.sh: summary ($count burners at nice 10)"
+echo "busy.sh: summary ($count burners at nice $nice_level)"
 for line in "${summaries[@]}"; do echo "  $line"; done
 echo "busy.sh: $((runs - failed)) of $runs run(s) passed"
 [ "$failed" = 0 ]
