@@ -6,6 +6,7 @@
 pub mod reconcile;
 pub mod resources;
 pub mod restart;
+pub mod roll;
 pub mod status;
 pub mod validate;
 

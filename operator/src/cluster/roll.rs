@@ -1,0 +1,428 @@
+//! The roll planner (issue 14, first part): given what the operator sees of
+//! a MessageCluster's brokers, the single next step of a rolling restart.
+//! Pure: no I/O, no clock; the reconcile loop gathers the input (pods,
+//! DescribeCluster, RestartRisk, the roll's saved progress), carries out the
+//! action and calls again. Not wired into the reconcile loop yet: outdated
+//! pods are still only marked RestartPending (docs/operations.md).
+//!
+//! [`plan_roll`] decides, in order:
+//! 1. a pod already on the target revision that is stuck (CrashLoopBackOff,
+//!    ImagePullBackOff, unschedulable) halts the roll: the new revision does
+//!    not work, and restarting the next broker would take it down too;
+//! 2. the broker restarted last must be back first: its pod Ready, the
+//!    broker alive and in every ISR it was in before the restart (not just
+//!    Ready: recovering a large log takes minutes), then undrained;
+//! 3. nothing outdated left: done;
+//! 4. an outdated pod that is stuck or not Ready serves nothing: it restarts
+//!    first, with no ISR check;
+//! 5. no other broker may be down or catching up while a Ready one restarts;
+//! 6. the metadata quorum must keep a majority of reachable voters without
+//!    the candidate; the quorum's leader rolls last;
+//! 7. a Ready broker restarts only when its RestartRisk is safe (no
+//!    partition under its min-ISR or offline; partitions whose replication
+//!    factor is at most their min-ISR never block, the broker reports them
+//!    apart); when no outdated broker is safe the roll is blocked, naming
+//!    the partitions;
+//! 8. the chosen broker is drained first (leaderships move to in-sync
+//!    replicas) and restarted once it leads nothing or the drain ran out of
+//!    time (controlled shutdown on SIGTERM moves what is left).
+
+use std::collections::BTreeSet;
+
+/// Why a pod cannot start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stuck {
+    CrashLoopBackOff,
+    ImagePullBackOff,
+    Unschedulable,
+}
+
+/// One broker as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerView {
+    pub id: i32,
+    /// The revision (template hash) its pod was created from; `None` while
+    /// the pod does not exist.
+    pub revision: Option<String>,
+    pub ready: bool,
+    pub stuck: Option<Stuck>,
+    /// Registered and heartbeating (DescribeCluster).
+    pub alive: bool,
+    pub draining: bool,
+    /// Partitions it leads now.
+    pub leaderships: usize,
+    /// ISRs it belongs to now, and of how many replica sets it is a member.
+    pub in_sync: usize,
+    pub replica_sets: usize,
+    /// RestartRisk, when the caller asked for it.
+    pub risk: Option<Risk>,
+}
+
+/// RestartRisk for one broker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Risk {
+    pub safe: bool,
+    /// `topic-N` of the partitions that would go under min-ISR or offline.
+    pub blocking: Vec<String>,
+}
+
+/// The metadata quorum (DescribeCluster).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quorum {
+    pub voters: BTreeSet<i32>,
+    pub reachable: BTreeSet<i32>,
+    pub leader: Option<i32>,
+}
+
+/// What the roll has done so far (kept in the MessageCluster's status).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub target_revision: String,
+    pub updated: BTreeSet<i32>,
+    /// The broker being restarted, with the ISRs it was in before.
+    pub current: Option<(i32, usize)>,
+    /// The drain of `current` has run out of time.
+    pub drain_expired: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Every broker runs the target revision.
+    Done,
+    /// Nothing to do until the reason is gone.
+    Wait(String),
+    /// Move this broker's leaderships away before restarting it.
+    Drain(i32),
+    /// Delete this broker's pod (it has been drained, or serves nothing).
+    Restart { broker: i32, unready: bool },
+    /// The restarted broker is back: let it lead again.
+    Undrain(i32),
+    /// No outdated broker can restart without losing availability.
+    Blocked {
+        partitions: Vec<String>,
+        reason: String,
+    },
+    /// The target revision does not start: stop rolling.
+    Halted { broker: i32, stuck: Stuck },
+}
+
+/// The next step; see the module doc for the rules in order.
+pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -> Action {
+    let target = progress.target_revision.as_str();
+    let on_target = |b: &BrokerView| b.revision.as_deref() == Some(target);
+    // 1.
+    if let Some(b) = brokers.iter().find(|b| on_target(b) && b.stuck.is_some()) {
+        return Action::Halted {
+            broker: b.id,
+            stuck: b.stuck.clone().unwrap_or(Stuck::CrashLoopBackOff),
+        };
+    }
+    // 2.
+    if let Some((id, in_sync_before)) = progress.current
+        && let Some(b) = brokers.iter().find(|b| b.id == id)
+    {
+        if !on_target(b) || !b.ready || !b.alive {
+            return Action::Wait(format!(
+                "waiting for broker {id} to come back on the new revision"
+            ));
+        }
+        if b.in_sync < in_sync_before {
+            return Action::Wait(format!(
+                "waiting for broker {id} to rejoin {}/{in_sync_before} in-sync replica sets",
+                b.in_sync
+            ));
+        }
+        if b.draining {
+            return Action::Undrain(id);
+        }
+    }
+    // 3.
+    let outdated: Vec<&BrokerView> = brokers
+        .iter()
+        .filter(|b| !on_target(b) && !progress.updated.contains(&b.id))
+        .collect();
+    if outdated.is_empty() {
+        return Action::Done;
+    }
+    // 4.
+    if let Some(b) = outdated.iter().find(|b| b.stuck.is_some() || !b.ready) {
+        return Action::Restart {
+            broker: b.id,
+            unready: true,
+        };
+    }
+    // 5.
+    if let Some(b) = brokers
+        .iter()
+        .find(|b| !b.ready || !b.alive || b.in_sync < b.replica_sets)
+    {
+        return Action::Wait(format!(
+            "broker {} is down or catching up ({}/{} in-sync replica sets)",
+            b.id, b.in_sync, b.replica_sets
+        ));
+    }
+    // 6. Candidates in id order, the quorum leader last.
+    let mut candidates = outdated;
+    candidates.sort_by_key(|b| (quorum.leader == Some(b.id), b.id));
+    let majority = quorum.voters.len() / 2 + 1;
+    let keeps_quorum = |id: i32| {
+        quorum.voters.is_empty()
+            || quorum.reachable.iter().filter(|v| **v != id).count() >= majority
+    };
+    // 7.
+    let mut blocking = BTreeSet::new();
+    let mut reasons = Vec::new();
+    for b in candidates {
+        if !keeps_quorum(b.id) {
+            reasons.push(format!(
+                "broker {}: the metadata quorum would lose its majority",
+                b.id
+            ));
+            continue;
+        }
+        match &b.risk {
+            None => return Action::Wait(format!("asking broker {} for its restart risk", b.id)),
+            Some(risk) if !risk.safe => {
+                blocking.extend(risk.blocking.iter().cloned());
+                reasons.push(format!(
+                    "broker {}: partitions would go under min-ISR or offline",
+                    b.id
+                ));
+                continue;
+            }
+            Some(_) => {}
+        }
+        // 8.
+        if !b.draining {
+            return Action::Drain(b.id);
+        }
+        if b.leaderships == 0 || progress.drain_expired {
+            return Action::Restart {
+                broker: b.id,
+                unready: false,
+            };
+        }
+        return Action::Wait(format!(
+            "draining broker {}: {} leaderships left",
+            b.id, b.leaderships
+        ));
+    }
+    Action::Blocked {
+        partitions: blocking.into_iter().collect(),
+        reason: reasons.join("; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "old";
+    const NEW: &str = "new";
+
+    fn broker(id: i32, revision: &str) -> BrokerView {
+        BrokerView {
+            id,
+            revision: Some(revision.into()),
+            ready: true,
+            stuck: None,
+            alive: true,
+            draining: false,
+            leaderships: 2,
+            in_sync: 6,
+            replica_sets: 6,
+            risk: Some(Risk {
+                safe: true,
+                blocking: vec![],
+            }),
+        }
+    }
+
+    fn three(revisions: [&str; 3]) -> Vec<BrokerView> {
+        (0..3).map(|i| broker(i, revisions[i as usize])).collect()
+    }
+
+    fn quorum(leader: i32) -> Quorum {
+        Quorum {
+            voters: [0, 1, 2].into(),
+            reachable: [0, 1, 2].into(),
+            leader: Some(leader),
+        }
+    }
+
+    fn progress() -> Progress {
+        Progress {
+            target_revision: NEW.into(),
+            ..Progress::default()
+        }
+    }
+
+    #[test]
+    fn a_ready_safe_broker_is_drained_then_restarted_the_quorum_leader_last() {
+        let mut brokers = three([OLD, OLD, OLD]);
+        // Broker 0 leads the quorum: 1 goes first.
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &progress()),
+            Action::Drain(1)
+        );
+        brokers[1].draining = true;
+        assert!(
+            matches!(plan_roll(&brokers, &quorum(0), &progress()), Action::Wait(m) if m.contains("2 leaderships left"))
+        );
+        brokers[1].leaderships = 0;
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &progress()),
+            Action::Restart {
+                broker: 1,
+                unready: false
+            }
+        );
+        // A drain that ran out of time restarts anyway (controlled shutdown moves the rest).
+        brokers[1].leaderships = 3;
+        let expired = Progress {
+            drain_expired: true,
+            ..progress()
+        };
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &expired),
+            Action::Restart {
+                broker: 1,
+                unready: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_restarted_broker_must_rejoin_every_isr_before_the_next() {
+        let mut brokers = three([OLD, NEW, OLD]);
+        brokers[1].draining = true;
+        brokers[1].in_sync = 2;
+        let during = Progress {
+            current: Some((1, 6)),
+            ..progress()
+        };
+        assert!(
+            matches!(plan_roll(&brokers, &quorum(0), &during), Action::Wait(m) if m.contains("rejoin 2/6"))
+        );
+        brokers[1].ready = false;
+        assert!(
+            matches!(plan_roll(&brokers, &quorum(0), &during), Action::Wait(m) if m.contains("come back"))
+        );
+        brokers[1].ready = true;
+        brokers[1].in_sync = 6;
+        assert_eq!(plan_roll(&brokers, &quorum(0), &during), Action::Undrain(1));
+        brokers[1].draining = false;
+        let next = Progress {
+            updated: [1].into(),
+            ..during
+        };
+        assert_eq!(plan_roll(&brokers, &quorum(0), &next), Action::Drain(2));
+    }
+
+    #[test]
+    fn old_pods_that_serve_nothing_go_first_without_an_isr_check() {
+        let mut brokers = three([OLD, OLD, OLD]);
+        brokers[2].stuck = Some(Stuck::CrashLoopBackOff);
+        brokers[2].ready = false;
+        brokers[0].risk = Some(Risk {
+            safe: false,
+            blocking: vec!["t-0".into()],
+        });
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &progress()),
+            Action::Restart {
+                broker: 2,
+                unready: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_stuck_pod_on_the_new_revision_halts_the_roll() {
+        let mut brokers = three([NEW, OLD, OLD]);
+        brokers[0].stuck = Some(Stuck::ImagePullBackOff);
+        brokers[0].ready = false;
+        assert_eq!(
+            plan_roll(&brokers, &quorum(1), &progress()),
+            Action::Halted {
+                broker: 0,
+                stuck: Stuck::ImagePullBackOff
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_restarts_while_another_broker_is_down_or_catching_up() {
+        let mut brokers = three([OLD, OLD, NEW]);
+        brokers[2].in_sync = 4;
+        assert!(
+            matches!(plan_roll(&brokers, &quorum(0), &progress()), Action::Wait(m) if m.contains("broker 2"))
+        );
+    }
+
+    #[test]
+    fn unsafe_brokers_are_skipped_and_all_unsafe_is_blocked_naming_partitions() {
+        let mut brokers = three([OLD, OLD, OLD]);
+        brokers[1].risk = Some(Risk {
+            safe: false,
+            blocking: vec!["orders-3".into()],
+        });
+        // 1 is unsafe, 2 is next (0 leads the quorum and goes last).
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &progress()),
+            Action::Drain(2)
+        );
+        for b in &mut brokers {
+            b.risk = Some(Risk {
+                safe: false,
+                blocking: vec![format!("orders-{}", b.id)],
+            });
+        }
+        match plan_roll(&brokers, &quorum(0), &progress()) {
+            Action::Blocked { partitions, .. } => {
+                assert_eq!(partitions, ["orders-0", "orders-1", "orders-2"])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broker_whose_absence_breaks_the_quorum_majority_waits() {
+        let brokers = three([OLD, OLD, OLD]);
+        let q = Quorum {
+            voters: [0, 1, 2].into(),
+            reachable: [1, 2].into(),
+            leader: Some(2),
+        };
+        // Without 1 only voter 2 is reachable: 1 of 3 is no majority. So is 2.
+        // Broker 0 is not reachable, so losing it keeps 1 and 2.
+        assert_eq!(plan_roll(&brokers, &q, &progress()), Action::Drain(0));
+        let q = Quorum {
+            reachable: [2].into(),
+            ..q
+        };
+        assert!(
+            matches!(plan_roll(&brokers, &q, &progress()), Action::Blocked { reason, .. } if reason.contains("majority"))
+        );
+    }
+
+    #[test]
+    fn the_risk_is_asked_before_deciding_and_done_when_all_are_updated() {
+        let mut brokers = three([OLD, OLD, OLD]);
+        for b in &mut brokers {
+            b.risk = None;
+        }
+        assert!(
+            matches!(plan_roll(&brokers, &quorum(2), &progress()), Action::Wait(m) if m.contains("restart risk"))
+        );
+        let brokers = three([NEW, NEW, NEW]);
+        assert_eq!(plan_roll(&brokers, &quorum(2), &progress()), Action::Done);
+        // An updated broker is never restarted twice, whatever its pod says.
+        let brokers = three([OLD, NEW, NEW]);
+        let done = Progress {
+            updated: [0].into(),
+            ..progress()
+        };
+        assert_eq!(plan_roll(&brokers, &quorum(2), &done), Action::Done);
+    }
+}
