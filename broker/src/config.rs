@@ -191,6 +191,12 @@ pub struct Args {
     #[arg(long, env = "TIDEWAY_CONTROLLED_SHUTDOWN_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(0..), allow_negative_numbers = true)]
     pub controlled_shutdown_timeout_ms: u64,
 
+    /// How often the controller moves leaderships back to preferred replicas (the first
+    /// in replica order) that are alive, in sync and not draining; 0 never does
+    /// (Kafka's auto.leader.rebalance.enable with leader.imbalance.check.interval.seconds).
+    #[arg(long, env = "TIDEWAY_LEADER_IMBALANCE_CHECK_INTERVAL_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(0..), allow_negative_numbers = true)]
+    pub leader_imbalance_check_interval_ms: u64,
+
     /// Log filter in tracing's EnvFilter syntax (e.g. info, tideway_broker=debug).
     #[arg(long, env = "TIDEWAY_LOG", default_value = "info,openraft=warn")]
     pub log: String,
@@ -260,6 +266,8 @@ pub struct BrokerConfig {
     pub broker_session_timeout: Duration,
     pub replica_lag_time_max_ms: i64,
     pub controlled_shutdown_timeout: Duration,
+    /// `None`: no automatic preferred-leader election.
+    pub leader_imbalance_check_interval: Option<Duration>,
 }
 
 impl BrokerConfig {
@@ -320,6 +328,8 @@ impl BrokerConfig {
             broker_session_timeout: Duration::from_millis(args.broker_session_timeout_ms),
             replica_lag_time_max_ms: args.replica_lag_time_max_ms as i64,
             controlled_shutdown_timeout: Duration::from_millis(args.controlled_shutdown_timeout_ms),
+            leader_imbalance_check_interval: (args.leader_imbalance_check_interval_ms > 0)
+                .then(|| Duration::from_millis(args.leader_imbalance_check_interval_ms)),
         }
     }
 

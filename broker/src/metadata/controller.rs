@@ -386,5 +386,48 @@ pub fn plan_partition_repairs(
     records
 }
 
+/// Kafka's automatic preferred-leader election (`auto.leader.rebalance.enable`):
+/// a partition led by another replica while its preferred replica (the first
+/// in replica order) is alive, in the ISR and not draining moves back to it,
+/// epoch bumped, ISR unchanged. After a broker restarts or is undrained, this
+/// gives it back the leaderships placement assigned it, so a rolling restart
+/// does not leave one broker leading everything. Records are guarded like
+/// [`plan_partition_repairs`]'s.
+pub fn plan_preferred_leaders(
+    image: &crate::metadata::MetadataImage,
+    alive: &BTreeSet<BrokerId>,
+) -> Vec<crate::metadata::MetadataRecord> {
+    use crate::metadata::{MetadataRecord, PartitionState};
+    let mut records = Vec::new();
+    for t in image.topics.values() {
+        for p in 0..t.partitions {
+            let st = t.state(p);
+            let Some(&preferred) = t.replicas(p).first() else {
+                continue;
+            };
+            if st.leader < 0
+                || st.leader == preferred
+                || !alive.contains(&preferred)
+                || !st.isr.contains(&preferred)
+                || image.draining.contains(&preferred)
+            {
+                continue;
+            }
+            records.push(MetadataRecord::PartitionChanged {
+                topic: t.name.clone(),
+                partition: p,
+                expect: st.clone(),
+                state: PartitionState {
+                    leader: preferred,
+                    leader_epoch: st.leader_epoch + 1,
+                    isr: st.isr.clone(),
+                },
+                unclean: false,
+            });
+        }
+    }
+    records
+}
+
 #[cfg(test)]
 mod tests;

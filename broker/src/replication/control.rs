@@ -11,7 +11,11 @@
 //!      (elections from the ISR, dead followers out of ISRs, offline
 //!      partitions back when an in-sync replica returns) and commits all
 //!      of it at once. Records are compare-and-set, so a pass computed from
-//!      a stale image does nothing and the next pass repeats it.
+//!      a stale image does nothing and the next pass repeats it;
+//!   3. when a pass found nothing to do, every
+//!      `--leader-imbalance-check-interval-ms`, moves leaderships back to
+//!      preferred replicas that are alive, in sync and not draining
+//!      ([`plan_preferred_leaders`], Kafka's auto leader rebalance).
 //! - Controlled shutdown ([`controlled_shutdown`]): the broker says it is
 //!   shutting down; the controller fences it, which moves its leaderships to
 //!   other in-sync replicas; the broker waits until it leads nothing that
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::broker::Broker;
-use crate::metadata::controller::plan_partition_repairs;
+use crate::metadata::controller::{plan_partition_repairs, plan_preferred_leaders};
 use crate::metadata::{MetadataImage, MetadataRecord};
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
@@ -60,6 +64,7 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
     let mut tick = tokio::time::interval(CONTROLLER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut controller_since: Option<Instant> = None;
+    let mut last_rebalance = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -75,13 +80,33 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
             Instant::now()
         });
         let image = store.image();
-        let records = plan_tick(
+        let mut records = plan_tick(
             &image,
             &store.heartbeats(),
             since,
             Instant::now(),
             broker.config.broker_session_timeout,
         );
+        // 3. Leaderships back to preferred replicas, when nothing else needs doing.
+        if records.is_empty()
+            && let Some(every) = broker.config.leader_imbalance_check_interval
+            && last_rebalance.elapsed() >= every
+        {
+            last_rebalance = Instant::now();
+            let alive: BTreeSet<i32> = image
+                .brokers
+                .keys()
+                .copied()
+                .filter(|b| !image.fenced.contains(b))
+                .collect();
+            records = plan_preferred_leaders(&image, &alive);
+            if !records.is_empty() {
+                tracing::info!(
+                    partitions = records.len(),
+                    "moving leaderships back to preferred replicas"
+                );
+            }
+        }
         if records.is_empty() {
             continue;
         }

@@ -72,6 +72,7 @@ async fn replication_factor_changes_and_drain_through_the_admin_api() {
         config.admin_listen = format!("127.0.0.1:{}", ports[i]).parse().expect("addr");
         config.voters = Some(voters(n));
         config.broker_session_timeout = Duration::from_secs(3);
+        config.leader_imbalance_check_interval = Some(Duration::from_millis(500));
         config
     };
     // Started together: each waits for a quorum before it is ready.
@@ -209,6 +210,23 @@ async fn replication_factor_changes_and_drain_through_the_admin_api() {
         .expect("cluster")
         .into_inner();
     assert!(cluster.brokers.iter().all(|b| !b.draining));
+    // Undrained, it leads its preferred partitions again (auto leader rebalance).
+    eventually(
+        "the undrained broker leads its preferred partitions again",
+        || {
+            let mut a = admin.clone();
+            async move {
+                let ps = partitions(&mut a, "orders").await;
+                let preferred: Vec<_> = ps
+                    .iter()
+                    .filter(|p| p.replicas.first() == Some(&drained))
+                    .collect();
+                (!preferred.is_empty() && preferred.iter().all(|p| p.leader == drained))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
 
     // The cluster grows: a fourth broker, told about all four voters, joins
     // the quorum and takes replicas.

@@ -309,3 +309,38 @@ fn a_draining_leader_hands_over_and_keeps_replicating() {
     assert_eq!(image.topics["t"].leader(1), 0, "no other replica: stays");
     assert!(plan_partition_repairs(&image, &alive(&[0, 1, 2])).is_empty());
 }
+
+#[test]
+fn leadership_goes_back_to_the_preferred_replica_once_it_is_in_sync_and_not_draining() {
+    use crate::metadata::{MetadataImage, MetadataRecord};
+    let mut image = MetadataImage::default();
+    image.apply(&MetadataRecord::TopicCreated {
+        name: "t".into(),
+        topic_id: uuid::Uuid::new_v4(),
+        partitions: 1,
+        configs: Default::default(),
+        assignments: vec![vec![0, 1, 2]],
+    });
+    image.apply(&MetadataRecord::BrokerDrainChanged {
+        id: 0,
+        draining: true,
+    });
+    for r in plan_partition_repairs(&image, &alive(&[0, 1, 2])) {
+        image.apply(&r);
+    }
+    assert_eq!(image.topics["t"].leader(0), 1);
+    // Still draining: it stays away.
+    assert!(plan_preferred_leaders(&image, &alive(&[0, 1, 2])).is_empty());
+    image.apply(&MetadataRecord::BrokerDrainChanged {
+        id: 0,
+        draining: false,
+    });
+    // Not alive: it stays away too.
+    assert!(plan_preferred_leaders(&image, &alive(&[1, 2])).is_empty());
+    for r in plan_preferred_leaders(&image, &alive(&[0, 1, 2])) {
+        image.apply(&r);
+    }
+    let s = image.topics["t"].state(0);
+    assert_eq!((s.leader, s.leader_epoch, s.isr), (0, 2, vec![0, 1, 2]));
+    assert!(plan_preferred_leaders(&image, &alive(&[0, 1, 2])).is_empty());
+}
