@@ -744,9 +744,7 @@ impl Broker {
         }
         // The records inside each batch, before the partition is locked; a
         // compressed batch is decompressed off the async workers.
-        let limits = crate::log::validate::RecordLimits {
-            max_uncompressed_bytes: self.config.log_defaults.max_uncompressed_batch_bytes,
-        };
+        let limits = self.config.record_limits;
         let compressed = crate::log::batch::batches(&records)
             .any(|b| b.is_ok_and(|(_, h)| h.compression() != 0));
         let check =

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::group::state::GroupConfig;
+use crate::log::validate::RecordLimits;
 use crate::log::{FsyncPolicy, LogConfig};
 
 /// Tideway: a Kafka-compatible message broker. With no flags it runs a
@@ -257,6 +258,8 @@ pub struct BrokerConfig {
     pub max_request_bytes: usize,
     pub server: ServerLimits,
     pub fetch_max_bytes: usize,
+    /// What a produced batch may make the broker do while it is validated.
+    pub record_limits: RecordLimits,
     pub groups: GroupConfig,
     pub offsets_retention_ms: i64,
     pub default_replication_factor: i32,
@@ -295,7 +298,6 @@ impl BrokerConfig {
                 retention_ms: args.retention_ms,
                 retention_bytes: args.retention_bytes,
                 max_message_bytes: args.max_message_bytes as usize,
-                max_uncompressed_batch_bytes: args.max_uncompressed_batch_bytes,
                 fsync,
                 ..LogConfig::default()
             },
@@ -311,6 +313,9 @@ impl BrokerConfig {
                 frame_read_timeout: Duration::from_millis(args.frame_read_timeout_ms),
             },
             fetch_max_bytes: args.fetch_max_bytes as usize,
+            record_limits: RecordLimits {
+                max_uncompressed_bytes: args.max_uncompressed_batch_bytes,
+            },
             groups: GroupConfig {
                 min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),

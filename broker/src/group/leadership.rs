@@ -33,12 +33,7 @@ pub async fn create_offsets_topic(broker: &Broker) -> Result<bool, TopicError> {
         return Ok(true);
     }
     let rf = broker.config.voters.as_ref().map_or(1, |v| v.len().min(3));
-    let live = image
-        .brokers
-        .keys()
-        .filter(|b| !image.fenced.contains(b))
-        .count()
-        .max(1);
+    let live = image.alive_brokers().len().max(1);
     if live < rf {
         return Ok(false);
     }

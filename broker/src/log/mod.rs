@@ -80,8 +80,6 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// Add an index entry at most every this many bytes.
     pub index_interval_bytes: usize,
-    /// Most bytes one produced compressed batch may decompress to.
-    pub max_uncompressed_batch_bytes: u64,
     pub fsync: FsyncPolicy,
 }
 
@@ -94,7 +92,6 @@ impl Default for LogConfig {
             retention_bytes: -1,
             max_message_bytes: 1024 * 1024 + 12,
             index_interval_bytes: 4096,
-            max_uncompressed_batch_bytes: validate::RecordLimits::default().max_uncompressed_bytes,
             fsync: FsyncPolicy::Never,
         }
     }

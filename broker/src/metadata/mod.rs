@@ -379,6 +379,15 @@ impl MetadataImage {
     pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicMeta> {
         self.topics.values().find(|t| t.topic_id == id)
     }
+
+    /// Registered brokers that are not fenced.
+    pub fn alive_brokers(&self) -> std::collections::BTreeSet<i32> {
+        self.brokers
+            .keys()
+            .copied()
+            .filter(|b| !self.fenced.contains(b))
+            .collect()
+    }
 }
 
 /// Pads assignments to `partitions` entries; a missing one (a record from

@@ -21,7 +21,6 @@
 //!   other in-sync replicas; the broker waits until it leads nothing that
 //!   another replica could take, or until `--controlled-shutdown-timeout-ms`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,13 +92,7 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
             && last_rebalance.elapsed() >= every
         {
             last_rebalance = Instant::now();
-            let alive: BTreeSet<i32> = image
-                .brokers
-                .keys()
-                .copied()
-                .filter(|b| !image.fenced.contains(b))
-                .collect();
-            records = plan_preferred_leaders(&image, &alive);
+            records = plan_preferred_leaders(&image, &image.alive_brokers());
             if !records.is_empty() {
                 tracing::info!(
                     partitions = records.len(),
@@ -188,13 +181,7 @@ pub fn plan_tick(
         next = copy;
         &next
     };
-    let alive: BTreeSet<i32> = image
-        .brokers
-        .keys()
-        .copied()
-        .filter(|b| !image.fenced.contains(b))
-        .collect();
-    records.extend(plan_partition_repairs(image, &alive));
+    records.extend(plan_partition_repairs(image, &image.alive_brokers()));
     records
 }
 
