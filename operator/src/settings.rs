@@ -19,9 +19,11 @@ pub struct RunArgs {
     /// (for clients that cannot resolve cluster DNS; addresses change on restart).
     #[arg(long, env = "TIDEWAY_ADVERTISE_POD_IP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub advertise_pod_ip: bool,
-    /// Seconds a broker pod gets to shut down (flush, close logs) before it is killed.
-    #[arg(long, env = "TIDEWAY_BROKER_TERMINATION_GRACE_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(i64).range(1..=3600))]
-    pub broker_termination_grace_seconds: i64,
+    /// Seconds a stopping broker waits for its leaderships to move to other
+    /// in-sync replicas (its controlled shutdown). The pod's
+    /// terminationGracePeriodSeconds is this plus a margin for flushing and closing logs.
+    #[arg(long, env = "TIDEWAY_BROKER_CONTROLLED_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub broker_controlled_shutdown_timeout_seconds: i64,
     /// Namespaces to watch, comma-separated; empty: every namespace.
     #[arg(
         long,
@@ -91,7 +93,19 @@ pub enum AdvertiseMode {
 pub struct BuildSettings {
     pub default_image: String,
     pub advertise: AdvertiseMode,
-    pub termination_grace_period_seconds: i64,
+    /// The brokers' `--controlled-shutdown-timeout-ms`, in seconds.
+    pub controlled_shutdown_timeout_seconds: i64,
+}
+
+/// Seconds a broker pod gets beyond its controlled shutdown to flush and close its logs.
+pub const SHUTDOWN_MARGIN_SECONDS: i64 = 30;
+
+impl BuildSettings {
+    /// The broker pods' terminationGracePeriodSeconds: controlled shutdown plus the margin,
+    /// so the kubelet never kills a broker that is still handing over leaderships.
+    pub fn termination_grace_period_seconds(&self) -> i64 {
+        self.controlled_shutdown_timeout_seconds + SHUTDOWN_MARGIN_SECONDS
+    }
 }
 
 impl Default for BuildSettings {
@@ -99,7 +113,7 @@ impl Default for BuildSettings {
         Self {
             default_image: DEFAULT_BROKER_IMAGE.to_owned(),
             advertise: AdvertiseMode::PodDns,
-            termination_grace_period_seconds: 120,
+            controlled_shutdown_timeout_seconds: 30,
         }
     }
 }
@@ -159,7 +173,8 @@ impl RunArgs {
                 } else {
                     AdvertiseMode::PodDns
                 },
-                termination_grace_period_seconds: self.broker_termination_grace_seconds,
+                controlled_shutdown_timeout_seconds: self
+                    .broker_controlled_shutdown_timeout_seconds,
             },
             watch_namespaces,
             leader_election: self.leader_election,

@@ -41,7 +41,7 @@ say "helm upgrade --install $release ($namespace)"
     --namespace "$namespace" --create-namespace \
     --set image.pullPolicy=Never \
     --set broker.advertisePodIp=true \
-    --set broker.terminationGracePeriodSeconds=10 \
+    --set broker.controlledShutdownTimeoutSeconds=10 \
     --set resyncPeriod="${TIDEWAY_RESYNC_PERIOD:-10s}" \
     --set logLevel=info \
     --set-json 'extraEnv=[{"name":"KUBERNETES_SERVICE_HOST","value":"172.31.250.1"},{"name":"KUBERNETES_SERVICE_PORT","value":"16443"}]'

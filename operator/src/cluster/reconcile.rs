@@ -1,8 +1,7 @@
 //! The MessageCluster reconciler: fetch → validate (pure) → build (pure) →
 //! check a scale-down → apply with server-side apply → delete orphans →
-//! status. Pods are never deleted here: the StatefulSet is `OnDelete`, so a
-//! changed pod template is reported as RestartPending and rolling restarts are
-//! left to a later rollout module.
+//! roll → status. The StatefulSet is `OnDelete`: pods are replaced only when
+//! the roll (`rollout`, deciding with the pure `roll` planner) deletes them.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -40,6 +39,8 @@ use crate::crd::{MessageCluster, MessageClusterStatus};
 pub const CONTROLLER: &str = "messagecluster";
 /// Requeue while brokers start or pods wait for a restart.
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(10);
+/// Requeue while a roll waits for a drain, a pod or an ISR.
+const ROLL_REQUEUE: Duration = Duration::from_secs(3);
 
 /// A step of the MessageCluster reconcile failed (transient: retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,8 @@ pub enum ReconcileClusterError {
         #[source]
         source: kube::Error,
     },
+    #[error(transparent)]
+    Rollout(#[from] super::rollout::RolloutError),
     #[error("patching the status of MessageCluster {namespace}/{name}")]
     PatchStatus {
         namespace: String,
@@ -90,6 +93,7 @@ impl ReconcileClusterError {
             Self::Fetch { .. } => "Fetch",
             Self::Apply { .. } => "Apply",
             Self::DeleteOrphan { .. } => "DeleteOrphan",
+            Self::Rollout(_) => "Rollout",
             Self::PatchStatus { .. } => "PatchStatus",
         }
     }
@@ -103,7 +107,9 @@ impl ReconcileClusterError {
 ///    the old size (ScaleDownBlocked) and build as if `spec.brokers` were unchanged;
 /// 3. build and apply every resource (order in `apply_resources`);
 /// 4. delete resources this cluster owns that are no longer built;
-/// 5. observe pods and brokers and patch the status if it changed.
+/// 5. remove scaled-away brokers from the cluster;
+/// 6. roll outdated brokers one safe step at a time (`rollout`);
+/// 7. observe pods and brokers and patch the status if it changed.
 pub async fn reconcile_cluster(
     cluster: Arc<MessageCluster>,
     ctx: Arc<Context>,
@@ -157,7 +163,7 @@ pub async fn reconcile_cluster(
 
     // 3. build and apply
     let resources = build_cluster_resources(&validated)?;
-    apply_resources(&ctx, &validated, &resources).await?;
+    let applied_sts = apply_resources(&ctx, &validated, &resources).await?;
 
     // 4. orphans
     delete_orphans::<Service>(
@@ -197,7 +203,21 @@ pub async fn reconcile_cluster(
         forget_removed_brokers(&validated, &pods).await;
     }
 
-    // 6. status
+    // 6. roll
+    let rollout = super::rollout::reconcile_rollout(
+        &ctx,
+        &cluster,
+        &validated,
+        &pods,
+        &resources.stateful_set,
+        &applied_sts,
+    )
+    .await?;
+    let rolling = rollout
+        .as_ref()
+        .is_some_and(|r| r.phase != crate::crd::RolloutPhase::Done);
+
+    // 7. status
     let (controller, under_replicated_partitions) = ask_brokers(&validated, &pods).await;
     let ready_brokers = pods.iter().filter(|p| pod_is_ready(p)).count() as i32;
     let outdated_pods: Vec<String> = pods
@@ -210,6 +230,7 @@ pub async fn reconcile_cluster(
         previous_replicas,
         ready_brokers,
         outdated_pods,
+        rollout: rollout.clone(),
         scale_down_blocked,
         controller,
         under_replicated_partitions,
@@ -220,6 +241,7 @@ pub async fn reconcile_cluster(
     status.controller = controller.filter(|c| *c >= 0);
     status.bootstrap_servers = bootstrap_servers(&brokers);
     status.brokers = brokers;
+    status.rollout = rollout;
     apply_conditions(
         &mut status,
         plan_cluster_conditions(&observation),
@@ -231,7 +253,9 @@ pub async fn reconcile_cluster(
         .any(|c| c.type_ == "Progressing" && c.status == "False");
     patch_status_if_changed(&api, &cluster, status).await?;
     ctx.reset_backoff(&key(&namespace, &name));
-    Ok(Action::requeue(if settled {
+    Ok(Action::requeue(if rolling {
+        ROLL_REQUEUE
+    } else if settled {
         ctx.settings.resync_period
     } else {
         PROGRESS_REQUEUE
@@ -484,20 +508,19 @@ where
 /// 1. ServiceAccount and 2. ConfigMap: the pods reference both;
 /// 3. headless Service: pod DNS names must exist before brokers look each other up;
 /// 4. client Service; 5. PodDisruptionBudget: protects pods from the first drain;
-/// 6. StatefulSet last, so new pods find everything they need.
+/// 6. StatefulSet last, so new pods find everything they need (returned as applied).
 async fn apply_resources(
     ctx: &Context,
     cluster: &ValidatedCluster,
     r: &super::ClusterResources,
-) -> Result<(), ReconcileClusterError> {
+) -> Result<StatefulSet, ReconcileClusterError> {
     let ns = &cluster.namespace;
     apply_object(ctx, ns, "ServiceAccount", &r.service_account).await?;
     apply_object(ctx, ns, "ConfigMap", &r.config_map).await?;
     apply_object(ctx, ns, "Service", &r.headless_service).await?;
     apply_object(ctx, ns, "Service", &r.client_service).await?;
     apply_object(ctx, ns, "PodDisruptionBudget", &r.pod_disruption_budget).await?;
-    apply_object(ctx, ns, "StatefulSet", &r.stateful_set).await?;
-    Ok(())
+    apply_object(ctx, ns, "StatefulSet", &r.stateful_set).await
 }
 
 /// Deletes objects of kind K labelled as this cluster's and owned by it (same
@@ -573,8 +596,19 @@ async fn patch_status_if_changed(
     let mut body = serde_json::to_value(&status).unwrap_or_default();
     // Merge patch: absent keys would keep stale values; null removes them.
     if let Some(map) = body.as_object_mut() {
-        for key in ["controller", "bootstrapServers", "observedGeneration"] {
+        for key in [
+            "controller",
+            "bootstrapServers",
+            "observedGeneration",
+            "rollout",
+        ] {
             map.entry(key).or_insert(serde_json::Value::Null);
+        }
+        if let Some(rollout) = &status.rollout {
+            map.insert(
+                "rollout".to_owned(),
+                super::rollout::rollout_patch_value(rollout),
+            );
         }
     }
     let name = cluster.name_any();

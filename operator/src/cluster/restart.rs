@@ -1,17 +1,24 @@
-//! Whether broker pods run the desired pod template. The builder stamps a hash
-//! of the pod template (which includes a hash of the broker ConfigMap) into a
-//! template annotation; each pod keeps the hash it was created from, so
-//! comparing hashes says which pods are outdated without diffing fields the
-//! API server defaults. Which outdated pod restarts when is the rollout
-//! planner's decision, not this module's.
+//! Whether broker pods run the desired pod template, and why not. The builder
+//! stamps a hash of the pod template (which includes a hash of the broker
+//! ConfigMap, without the quorum's voters) into a template annotation; each
+//! pod keeps the hash it was created from, so comparing hashes says which pods
+//! are outdated without diffing fields the API server defaults. Which
+//! outdated pod restarts when is the roll planner's decision (`roll`).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodTemplateSpec};
+
+use super::resources::config_map::VOTERS_KEY;
 
 /// Pod template annotation: hash of the rest of the pod template.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "tideway.dev/pod-template-hash";
 /// Pod template annotation: hash of the broker ConfigMap's data.
 pub const CONFIG_HASH_ANNOTATION: &str = "tideway.dev/config-hash";
+
+/// On the MessageCluster: a new value restarts every broker once (the value
+/// goes into the pod template). On a broker pod: that broker restarts once
+/// (its replacement is created without the annotation).
+pub const RESTART_ANNOTATION: &str = "tideway.dev/restart";
 
 /// FNV-1a, 64 bits: stable across Rust and operator versions (unlike
 /// `DefaultHasher`), so upgrading the operator alone does not restart brokers.
@@ -24,10 +31,15 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     hash
 }
 
-/// Hash of a ConfigMap's `data` (keys are sorted, so the order is stable).
+/// Hash of a ConfigMap's `data` (keys are sorted, so the order is stable),
+/// without the voters: a broker reads them only on its first start, so a new
+/// broker count must not make every pod outdated.
 pub fn hash_config_map(config_map: &ConfigMap) -> String {
     let mut text = String::new();
     for (key, value) in config_map.data.iter().flatten() {
+        if key == VOTERS_KEY {
+            continue;
+        }
         text.push_str(key);
         text.push('=');
         text.push_str(value);
@@ -100,6 +112,67 @@ pub fn needs_restart(desired: &StatefulSet, pod: &Pod) -> bool {
     }
 }
 
+/// Why a pod restarts, as the reason of the Event the operator records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartCause {
+    ImageChanged,
+    ConfigChanged,
+    ManualRestart,
+    TemplateChanged,
+    /// An outdated pod that does not start (or is not Ready) is replaced first.
+    PodStuck,
+}
+
+impl RestartCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ImageChanged => "ImageChanged",
+            Self::ConfigChanged => "ConfigChanged",
+            Self::ManualRestart => "ManualRestart",
+            Self::TemplateChanged => "TemplateChanged",
+            Self::PodStuck => "PodStuck",
+        }
+    }
+}
+
+/// Whether a broker pod carries the restart annotation itself.
+pub fn restart_requested(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(RESTART_ANNOTATION))
+}
+
+/// Why `pod` must go, compared with the desired StatefulSet; first match of:
+/// its own restart annotation; a different image; a different broker config
+/// hash; a different restart annotation in the template; anything else.
+pub fn restart_cause(desired: &StatefulSet, pod: &Pod) -> RestartCause {
+    if restart_requested(pod) {
+        return RestartCause::ManualRestart;
+    }
+    let template = desired.spec.as_ref().map(|s| &s.template);
+    let want_annotation = |key: &str| {
+        template
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(key))
+    };
+    let have_annotation = |key: &str| pod.metadata.annotations.as_ref().and_then(|a| a.get(key));
+    let image = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| {
+        spec.and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+    };
+    if image(template.and_then(|t| t.spec.as_ref())) != image(pod.spec.as_ref()) {
+        RestartCause::ImageChanged
+    } else if want_annotation(CONFIG_HASH_ANNOTATION) != have_annotation(CONFIG_HASH_ANNOTATION) {
+        RestartCause::ConfigChanged
+    } else if want_annotation(RESTART_ANNOTATION) != have_annotation(RESTART_ANNOTATION) {
+        RestartCause::ManualRestart
+    } else {
+        RestartCause::TemplateChanged
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -164,13 +237,66 @@ mod tests {
     }
 
     #[test]
-    fn scaling_changes_voters_and_so_the_template() {
-        // TIDEWAY_VOTERS lists every broker: a new broker count restarts the others
-        // once the broker reads it (until then the restart is harmless).
+    fn scaling_changes_no_pod_template() {
+        // TIDEWAY_VOTERS lists every broker but is read only on a broker's first
+        // start: a new broker count must not roll the others (issue 14).
         let old = desired(&demo_cluster());
         let mut cluster = demo_cluster();
         cluster.spec.brokers = 5;
-        assert!(template_changed(&desired(&cluster), &old));
+        let new = desired(&cluster);
+        assert!(!template_changed(&new, &old));
+        assert!(!needs_restart(&new, &pod_from(&old)));
+    }
+
+    #[test]
+    fn the_cause_of_a_restart_is_named() {
+        let old = desired(&demo_cluster());
+        let with_pod = |sts: &StatefulSet| {
+            let mut pod = pod_from(sts);
+            pod.spec = sts.spec.as_ref().and_then(|s| s.template.spec.clone());
+            pod
+        };
+        let mut cluster = demo_cluster();
+        cluster.spec.image = Some("tideway-broker:0.2.0".into());
+        assert_eq!(
+            restart_cause(&desired(&cluster), &with_pod(&old)),
+            RestartCause::ImageChanged
+        );
+        let mut cluster = demo_cluster();
+        cluster.spec.config.retention_ms = Some(1000);
+        assert_eq!(
+            restart_cause(&desired(&cluster), &with_pod(&old)),
+            RestartCause::ConfigChanged
+        );
+        let mut cluster = demo_cluster();
+        cluster
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(RESTART_ANNOTATION.into(), "1".into());
+        let new = desired(&cluster);
+        assert!(needs_restart(&new, &with_pod(&old)));
+        assert_eq!(
+            restart_cause(&new, &with_pod(&old)),
+            RestartCause::ManualRestart
+        );
+        let mut cluster = demo_cluster();
+        cluster.spec.template = Some(crate::crd::PodTemplateOverrides {
+            annotations: Some([("team".to_owned(), "x".to_owned())].into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            restart_cause(&desired(&cluster), &with_pod(&old)),
+            RestartCause::TemplateChanged
+        );
+        // The pod's own annotation names it whatever else changed.
+        let mut pod = with_pod(&old);
+        pod.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(RESTART_ANNOTATION.into(), "now".into());
+        assert!(restart_requested(&pod));
+        assert_eq!(restart_cause(&old, &pod), RestartCause::ManualRestart);
     }
 
     #[test]

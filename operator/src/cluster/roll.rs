@@ -1,40 +1,59 @@
-//! The roll planner (issue 14, first part): given what the operator sees of
-//! a MessageCluster's brokers, the single next step of a rolling restart.
-//! Pure: no I/O, no clock; the reconcile loop gathers the input (pods,
-//! DescribeCluster, RestartRisk, the roll's saved progress), carries out the
-//! action and calls again. Not wired into the reconcile loop yet: outdated
-//! pods are still only marked RestartPending (docs/operations.md).
+//! The roll planner: given what the operator sees of a MessageCluster's
+//! brokers, the single next step of a rolling restart. Pure: no I/O, no
+//! clock; `rollout` gathers the input (pods, DescribeCluster, RestartRisk, the
+//! roll's saved progress in `status.rollout`), carries out the action and
+//! calls again.
 //!
 //! [`plan_roll`] decides, in order:
 //! 1. a pod already on the target revision that is stuck (CrashLoopBackOff,
 //!    ImagePullBackOff, unschedulable) halts the roll: the new revision does
 //!    not work, and restarting the next broker would take it down too;
-//! 2. the broker restarted last must be back first: its pod Ready, the
-//!    broker alive and in every ISR it was in before the restart (not just
-//!    Ready: recovering a large log takes minutes), then undrained;
-//! 3. nothing outdated left: done;
-//! 4. an outdated pod that is stuck or not Ready serves nothing: it restarts
+//! 2. the broker restarted last must be back first: its pod recreated on the
+//!    target revision (if the old pod is still there and not terminating, the
+//!    delete is issued again), Ready, the broker alive and in every ISR it was
+//!    in before the restart (not just Ready: recovering a large log takes
+//!    minutes), then undrained, and only then is it counted as updated;
+//! 3. a broker on the target revision that is still draining, Ready and fully
+//!    in sync (a drain whose Undrain was lost) is undrained;
+//! 4. nothing outdated left: done;
+//! 5. an outdated pod that is stuck or not Ready serves nothing: it restarts
 //!    first, with no ISR check;
-//! 5. no other broker may be down or catching up while a Ready one restarts;
-//! 6. the metadata quorum must keep a majority of reachable voters without
+//! 6. no Ready broker restarts while another broker is down (blocked, naming
+//!    it) or catching up (wait);
+//! 7. the metadata quorum must keep a majority of reachable voters without
 //!    the candidate; the quorum's leader rolls last;
-//! 7. a Ready broker restarts only when its RestartRisk is safe (no
+//! 8. a Ready broker restarts only when its RestartRisk is safe (no
 //!    partition under its min-ISR or offline; partitions whose replication
 //!    factor is at most their min-ISR never block, the broker reports them
 //!    apart); when no outdated broker is safe the roll is blocked, naming
 //!    the partitions;
-//! 8. the chosen broker is drained first (leaderships move to in-sync
+//! 9. the chosen broker is drained first (leaderships move to in-sync
 //!    replicas) and restarted once it leads nothing or the drain ran out of
 //!    time (controlled shutdown on SIGTERM moves what is left).
 
 use std::collections::BTreeSet;
 
+use crate::crd::RolloutPhase;
+
 /// Why a pod cannot start.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stuck {
     CrashLoopBackOff,
     ImagePullBackOff,
     Unschedulable,
+    /// The container cannot be created (bad config, missing volume).
+    CreateFailed,
+}
+
+impl Stuck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CrashLoopBackOff => "CrashLoopBackOff",
+            Self::ImagePullBackOff => "ImagePullBackOff",
+            Self::Unschedulable => "Unschedulable",
+            Self::CreateFailed => "CreateContainerError",
+        }
+    }
 }
 
 /// One broker as the operator sees it.
@@ -42,9 +61,12 @@ pub enum Stuck {
 pub struct BrokerView {
     pub id: i32,
     /// The revision (template hash) its pod was created from; `None` while
-    /// the pod does not exist.
+    /// the pod does not exist. A pod asked to restart (annotation) carries a
+    /// revision that matches no template.
     pub revision: Option<String>,
     pub ready: bool,
+    /// The pod is being deleted.
+    pub terminating: bool,
     pub stuck: Option<Stuck>,
     /// Registered and heartbeating (DescribeCluster).
     pub alive: bool,
@@ -79,9 +101,9 @@ pub struct Quorum {
 pub struct Progress {
     pub target_revision: String,
     pub updated: BTreeSet<i32>,
-    /// The broker being restarted, with the ISRs it was in before.
+    /// The broker whose pod was deleted, with the ISRs it was in before.
     pub current: Option<(i32, usize)>,
-    /// The drain of `current` has run out of time.
+    /// The drain of the broker being drained has run out of time.
     pub drain_expired: bool,
 }
 
@@ -90,78 +112,139 @@ pub enum Action {
     /// Every broker runs the target revision.
     Done,
     /// Nothing to do until the reason is gone.
-    Wait(String),
+    Wait { phase: RolloutPhase, reason: String },
     /// Move this broker's leaderships away before restarting it.
     Drain(i32),
     /// Delete this broker's pod (it has been drained, or serves nothing).
     Restart { broker: i32, unready: bool },
-    /// The restarted broker is back: let it lead again.
+    /// The broker is back and in sync (or was left draining): let it lead again.
     Undrain(i32),
+    /// The restarted broker is back, in sync and not draining: count it as updated.
+    Finished(i32),
     /// No outdated broker can restart without losing availability.
     Blocked {
         partitions: Vec<String>,
+        brokers: Vec<i32>,
         reason: String,
     },
     /// The target revision does not start: stop rolling.
     Halted { broker: i32, stuck: Stuck },
 }
 
+fn wait(phase: RolloutPhase, reason: String) -> Action {
+    Action::Wait { phase, reason }
+}
+
 /// The next step; see the module doc for the rules in order.
 pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -> Action {
     let target = progress.target_revision.as_str();
     let on_target = |b: &BrokerView| b.revision.as_deref() == Some(target);
+    let in_sync = |b: &BrokerView| b.ready && b.alive && b.in_sync >= b.replica_sets;
     // 1.
     if let Some(b) = brokers.iter().find(|b| on_target(b) && b.stuck.is_some()) {
         return Action::Halted {
             broker: b.id,
-            stuck: b.stuck.clone().unwrap_or(Stuck::CrashLoopBackOff),
+            stuck: b.stuck.unwrap_or(Stuck::CrashLoopBackOff),
         };
     }
     // 2.
-    if let Some((id, in_sync_before)) = progress.current
-        && let Some(b) = brokers.iter().find(|b| b.id == id)
-    {
-        if !on_target(b) || !b.ready || !b.alive {
-            return Action::Wait(format!(
-                "waiting for broker {id} to come back on the new revision"
-            ));
+    if let Some((id, in_sync_before)) = progress.current {
+        let Some(b) = brokers.iter().find(|b| b.id == id && b.revision.is_some()) else {
+            return wait(
+                RolloutPhase::Restarting,
+                format!("waiting for the pod of broker {id} to be recreated"),
+            );
+        };
+        if !on_target(b) {
+            if b.terminating {
+                return wait(
+                    RolloutPhase::Restarting,
+                    format!("broker {id} is shutting down"),
+                );
+            }
+            return Action::Restart {
+                broker: id,
+                unready: !b.ready,
+            };
+        }
+        if !b.ready || !b.alive {
+            return wait(
+                RolloutPhase::WaitingForReady,
+                format!("waiting for broker {id} to become ready and rejoin the cluster"),
+            );
         }
         if b.in_sync < in_sync_before {
-            return Action::Wait(format!(
-                "waiting for broker {id} to rejoin {}/{in_sync_before} in-sync replica sets",
-                b.in_sync
-            ));
+            return wait(
+                RolloutPhase::WaitingForInSync,
+                format!(
+                    "waiting for broker {id} to rejoin {}/{in_sync_before} in-sync replica sets",
+                    b.in_sync
+                ),
+            );
         }
-        if b.draining {
-            return Action::Undrain(id);
-        }
+        return if b.draining {
+            Action::Undrain(id)
+        } else {
+            Action::Finished(id)
+        };
     }
     // 3.
+    if let Some(b) = brokers
+        .iter()
+        .find(|b| on_target(b) && b.draining && in_sync(b))
+    {
+        return Action::Undrain(b.id);
+    }
+    // 4.
     let outdated: Vec<&BrokerView> = brokers
         .iter()
-        .filter(|b| !on_target(b) && !progress.updated.contains(&b.id))
+        .filter(|b| b.revision.is_some() && !on_target(b) && !progress.updated.contains(&b.id))
         .collect();
     if outdated.is_empty() {
         return Action::Done;
     }
-    // 4.
+    // 5.
     if let Some(b) = outdated.iter().find(|b| b.stuck.is_some() || !b.ready) {
         return Action::Restart {
             broker: b.id,
             unready: true,
         };
     }
-    // 5.
-    if let Some(b) = brokers
+    // 6.
+    let unsafe_partitions = || -> Vec<String> {
+        let set: BTreeSet<&String> = outdated
+            .iter()
+            .filter_map(|b| b.risk.as_ref())
+            .filter(|r| !r.safe)
+            .flat_map(|r| r.blocking.iter())
+            .collect();
+        set.into_iter().cloned().collect()
+    };
+    let down: Vec<i32> = brokers
         .iter()
-        .find(|b| !b.ready || !b.alive || b.in_sync < b.replica_sets)
-    {
-        return Action::Wait(format!(
-            "broker {} is down or catching up ({}/{} in-sync replica sets)",
-            b.id, b.in_sync, b.replica_sets
-        ));
+        .filter(|b| !b.ready || !b.alive)
+        .map(|b| b.id)
+        .collect();
+    if !down.is_empty() {
+        return Action::Blocked {
+            partitions: unsafe_partitions(),
+            reason: format!(
+                "broker(s) {} down: no other broker restarts until they are back",
+                join_ids(&down)
+            ),
+            brokers: down,
+        };
     }
-    // 6. Candidates in id order, the quorum leader last.
+    if let Some(b) = brokers.iter().find(|b| !in_sync(b)) {
+        return wait(
+            RolloutPhase::WaitingForInSync,
+            format!(
+                "broker {} is catching up ({}/{} in-sync replica sets)",
+                b.id, b.in_sync, b.replica_sets
+            ),
+        );
+    }
+    // 7. Candidates in id order, the quorum leader last.
     let mut candidates = outdated;
     candidates.sort_by_key(|b| (quorum.leader == Some(b.id), b.id));
     let majority = quorum.voters.len() / 2 + 1;
@@ -169,11 +252,13 @@ pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -
         quorum.voters.is_empty()
             || quorum.reachable.iter().filter(|v| **v != id).count() >= majority
     };
-    // 7.
+    // 8.
     let mut blocking = BTreeSet::new();
+    let mut blocking_brokers = Vec::new();
     let mut reasons = Vec::new();
     for b in candidates {
         if !keeps_quorum(b.id) {
+            blocking_brokers.push(b.id);
             reasons.push(format!(
                 "broker {}: the metadata quorum would lose its majority",
                 b.id
@@ -181,7 +266,11 @@ pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -
             continue;
         }
         match &b.risk {
-            None => return Action::Wait(format!("asking broker {} for its restart risk", b.id)),
+            None => {
+                blocking_brokers.push(b.id);
+                reasons.push(format!("broker {}: its restart risk is unknown", b.id));
+                continue;
+            }
             Some(risk) if !risk.safe => {
                 blocking.extend(risk.blocking.iter().cloned());
                 reasons.push(format!(
@@ -192,7 +281,7 @@ pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -
             }
             Some(_) => {}
         }
-        // 8.
+        // 9.
         if !b.draining {
             return Action::Drain(b.id);
         }
@@ -202,15 +291,26 @@ pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -
                 unready: false,
             };
         }
-        return Action::Wait(format!(
-            "draining broker {}: {} leaderships left",
-            b.id, b.leaderships
-        ));
+        return wait(
+            RolloutPhase::Draining,
+            format!(
+                "draining broker {}: {} leaderships left",
+                b.id, b.leaderships
+            ),
+        );
     }
     Action::Blocked {
         partitions: blocking.into_iter().collect(),
+        brokers: blocking_brokers,
         reason: reasons.join("; "),
     }
+}
+
+fn join_ids(ids: &[i32]) -> String {
+    ids.iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -225,6 +325,7 @@ mod tests {
             id,
             revision: Some(revision.into()),
             ready: true,
+            terminating: false,
             stuck: None,
             alive: true,
             draining: false,
@@ -257,6 +358,10 @@ mod tests {
         }
     }
 
+    fn waits(action: &Action, phase: RolloutPhase, text: &str) -> bool {
+        matches!(action, Action::Wait { phase: p, reason } if *p == phase && reason.contains(text))
+    }
+
     #[test]
     fn a_ready_safe_broker_is_drained_then_restarted_the_quorum_leader_last() {
         let mut brokers = three([OLD, OLD, OLD]);
@@ -266,9 +371,11 @@ mod tests {
             Action::Drain(1)
         );
         brokers[1].draining = true;
-        assert!(
-            matches!(plan_roll(&brokers, &quorum(0), &progress()), Action::Wait(m) if m.contains("2 leaderships left"))
-        );
+        assert!(waits(
+            &plan_roll(&brokers, &quorum(0), &progress()),
+            RolloutPhase::Draining,
+            "2 leaderships left"
+        ));
         brokers[1].leaderships = 0;
         assert_eq!(
             plan_roll(&brokers, &quorum(0), &progress()),
@@ -301,22 +408,77 @@ mod tests {
             current: Some((1, 6)),
             ..progress()
         };
-        assert!(
-            matches!(plan_roll(&brokers, &quorum(0), &during), Action::Wait(m) if m.contains("rejoin 2/6"))
-        );
+        assert!(waits(
+            &plan_roll(&brokers, &quorum(0), &during),
+            RolloutPhase::WaitingForInSync,
+            "rejoin 2/6"
+        ));
         brokers[1].ready = false;
-        assert!(
-            matches!(plan_roll(&brokers, &quorum(0), &during), Action::Wait(m) if m.contains("come back"))
-        );
+        assert!(waits(
+            &plan_roll(&brokers, &quorum(0), &during),
+            RolloutPhase::WaitingForReady,
+            "broker 1"
+        ));
         brokers[1].ready = true;
         brokers[1].in_sync = 6;
         assert_eq!(plan_roll(&brokers, &quorum(0), &during), Action::Undrain(1));
         brokers[1].draining = false;
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &during),
+            Action::Finished(1)
+        );
         let next = Progress {
             updated: [1].into(),
+            current: None,
             ..during
         };
         assert_eq!(plan_roll(&brokers, &quorum(0), &next), Action::Drain(2));
+    }
+
+    #[test]
+    fn a_delete_that_did_not_happen_is_issued_again_and_a_terminating_pod_is_awaited() {
+        let mut brokers = three([OLD, OLD, OLD]);
+        let during = Progress {
+            current: Some((1, 6)),
+            ..progress()
+        };
+        // The operator stopped between saving its progress and deleting the pod.
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &during),
+            Action::Restart {
+                broker: 1,
+                unready: false
+            }
+        );
+        brokers[1].terminating = true;
+        assert!(waits(
+            &plan_roll(&brokers, &quorum(0), &during),
+            RolloutPhase::Restarting,
+            "shutting down"
+        ));
+        brokers[1].revision = None;
+        assert!(waits(
+            &plan_roll(&brokers, &quorum(0), &during),
+            RolloutPhase::Restarting,
+            "recreated"
+        ));
+    }
+
+    #[test]
+    fn a_broker_left_draining_on_the_new_revision_is_undrained() {
+        let mut brokers = three([NEW, OLD, OLD]);
+        brokers[0].draining = true;
+        assert_eq!(
+            plan_roll(&brokers, &quorum(2), &progress()),
+            Action::Undrain(0)
+        );
+        // Not while it catches up: the leaderships would move to a lagging replica.
+        brokers[0].in_sync = 3;
+        assert!(waits(
+            &plan_roll(&brokers, &quorum(2), &progress()),
+            RolloutPhase::WaitingForInSync,
+            "broker 0 is catching up"
+        ));
     }
 
     #[test]
@@ -342,8 +504,12 @@ mod tests {
         let mut brokers = three([NEW, OLD, OLD]);
         brokers[0].stuck = Some(Stuck::ImagePullBackOff);
         brokers[0].ready = false;
+        let during = Progress {
+            current: Some((0, 6)),
+            ..progress()
+        };
         assert_eq!(
-            plan_roll(&brokers, &quorum(1), &progress()),
+            plan_roll(&brokers, &quorum(1), &during),
             Action::Halted {
                 broker: 0,
                 stuck: Stuck::ImagePullBackOff
@@ -352,12 +518,36 @@ mod tests {
     }
 
     #[test]
-    fn nothing_restarts_while_another_broker_is_down_or_catching_up() {
+    fn a_down_broker_blocks_naming_it_and_the_partitions_at_risk() {
+        let mut brokers = three([OLD, OLD, NEW]);
+        brokers[2].alive = false;
+        brokers[0].risk = Some(Risk {
+            safe: false,
+            blocking: vec!["orders-1".into()],
+        });
+        match plan_roll(&brokers, &quorum(0), &progress()) {
+            Action::Blocked {
+                partitions,
+                brokers,
+                reason,
+            } => {
+                assert_eq!(partitions, ["orders-1"]);
+                assert_eq!(brokers, [2]);
+                assert!(reason.contains("down"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_restarts_while_another_broker_is_catching_up() {
         let mut brokers = three([OLD, OLD, NEW]);
         brokers[2].in_sync = 4;
-        assert!(
-            matches!(plan_roll(&brokers, &quorum(0), &progress()), Action::Wait(m) if m.contains("broker 2"))
-        );
+        assert!(waits(
+            &plan_roll(&brokers, &quorum(0), &progress()),
+            RolloutPhase::WaitingForInSync,
+            "broker 2"
+        ));
     }
 
     #[test]
@@ -387,6 +577,17 @@ mod tests {
     }
 
     #[test]
+    fn partitions_with_rf_at_most_min_isr_never_block() {
+        // The broker reports them apart and answers safe (RestartRisk.safe):
+        // such a partition can never lose a replica safely, so it must not stop every roll.
+        let brokers = three([OLD, OLD, OLD]);
+        assert_eq!(
+            plan_roll(&brokers, &quorum(0), &progress()),
+            Action::Drain(1)
+        );
+    }
+
+    #[test]
     fn a_broker_whose_absence_breaks_the_quorum_majority_waits() {
         let brokers = three([OLD, OLD, OLD]);
         let q = Quorum {
@@ -407,13 +608,13 @@ mod tests {
     }
 
     #[test]
-    fn the_risk_is_asked_before_deciding_and_done_when_all_are_updated() {
+    fn an_unknown_risk_blocks_and_all_updated_is_done() {
         let mut brokers = three([OLD, OLD, OLD]);
         for b in &mut brokers {
             b.risk = None;
         }
         assert!(
-            matches!(plan_roll(&brokers, &quorum(2), &progress()), Action::Wait(m) if m.contains("restart risk"))
+            matches!(plan_roll(&brokers, &quorum(2), &progress()), Action::Blocked { reason, brokers, .. } if reason.contains("restart risk") && brokers == [0, 1, 2])
         );
         let brokers = three([NEW, NEW, NEW]);
         assert_eq!(plan_roll(&brokers, &quorum(2), &progress()), Action::Done);
@@ -424,5 +625,10 @@ mod tests {
             ..progress()
         };
         assert_eq!(plan_roll(&brokers, &quorum(2), &done), Action::Done);
+        // A missing pod (scale-up in progress) is not outdated.
+        let mut brokers = three([NEW, NEW, NEW]);
+        brokers[2].revision = None;
+        brokers[2].ready = false;
+        assert_eq!(plan_roll(&brokers, &quorum(1), &progress()), Action::Done);
     }
 }

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Pod;
 use super::resources::KAFKA_PORT;
 use super::validate::ValidatedCluster;
 use crate::admin::{pod_is_ready, pod_ordinal};
-use crate::crd::BrokerStatus;
 use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason};
+use crate::crd::{BrokerStatus, RolloutPhase, RolloutStatus};
 use crate::settings::AdvertiseMode;
 
 /// What one reconcile saw, as input to the conditions.
@@ -23,6 +23,8 @@ pub struct ClusterObservation {
     pub ready_brokers: i32,
     /// Pods whose template hash differs from the desired StatefulSet's.
     pub outdated_pods: Vec<String>,
+    /// The rolling restart, when one ran (`status.rollout`).
+    pub rollout: Option<RolloutStatus>,
     /// Why a scale-down was refused, if it was.
     pub scale_down_blocked: Option<String>,
     /// Active controller reported by the brokers (-1: none); None: not asked or no answer.
@@ -35,10 +37,12 @@ pub struct ClusterObservation {
 ///
 /// Ready: every broker (of the replicas kept) ready and, when the brokers
 /// answered, a controller elected. Progressing, first match: scale-down
-/// blocked (False, ScaleDownBlocked); brokers missing (True, Creating for a new
-/// StatefulSet, Scaling when its size changes); outdated pods (True,
-/// RestartPending); else False, Reconciled. Degraded: ScaleDownBlocked, else
-/// UnderReplicated, else AsExpected.
+/// blocked (False, ScaleDownBlocked); a roll halted (False, RollHalted),
+/// blocked (True, RollBlocked) or under way (True, RollingUpdate, with the
+/// roll's message); brokers missing (True, Creating for a new StatefulSet,
+/// Scaling when its size changes); outdated pods not rolled yet (True,
+/// RollingUpdate); else False, Reconciled. Degraded: ScaleDownBlocked, else
+/// RollHalted, else UnderReplicated, else AsExpected.
 pub fn plan_cluster_conditions(obs: &ClusterObservation) -> Vec<ConditionUpdate> {
     let target = match (&obs.scale_down_blocked, obs.previous_replicas) {
         (Some(_), Some(previous)) => previous,
@@ -72,6 +76,39 @@ pub fn plan_cluster_conditions(obs: &ClusterObservation) -> Vec<ConditionUpdate>
             Reason::ScaleDownBlocked,
             why.clone(),
         )
+    } else if let Some(r) = obs
+        .rollout
+        .as_ref()
+        .filter(|r| r.phase == RolloutPhase::Halted)
+    {
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            false,
+            Reason::RollHalted,
+            r.message.clone(),
+        )
+    } else if let Some(r) = obs
+        .rollout
+        .as_ref()
+        .filter(|r| r.phase == RolloutPhase::Blocked)
+    {
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            true,
+            Reason::RollBlocked,
+            format!("{} (blocked by: {})", r.message, r.blocked_by.join(", ")),
+        )
+    } else if let Some(r) = obs
+        .rollout
+        .as_ref()
+        .filter(|r| r.phase != RolloutPhase::Done)
+    {
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            true,
+            Reason::RollingUpdate,
+            r.message.clone(),
+        )
     } else if obs.ready_brokers < target {
         let scaling = obs.previous_replicas.is_some_and(|p| p != obs.brokers);
         let reason = if scaling {
@@ -92,9 +129,9 @@ pub fn plan_cluster_conditions(obs: &ClusterObservation) -> Vec<ConditionUpdate>
         ConditionUpdate::new(
             ConditionType::Progressing,
             true,
-            Reason::RestartPending,
+            Reason::RollingUpdate,
             format!(
-                "pods run an outdated template and need a restart (not rolled automatically yet): {}",
+                "pods run an outdated template and will be restarted one at a time: {}",
                 obs.outdated_pods.join(", ")
             ),
         )
@@ -113,6 +150,17 @@ pub fn plan_cluster_conditions(obs: &ClusterObservation) -> Vec<ConditionUpdate>
             true,
             Reason::ScaleDownBlocked,
             why.clone(),
+        )
+    } else if let Some(r) = obs
+        .rollout
+        .as_ref()
+        .filter(|r| r.phase == RolloutPhase::Halted)
+    {
+        ConditionUpdate::new(
+            ConditionType::Degraded,
+            true,
+            Reason::RollHalted,
+            r.message.clone(),
         )
     } else if let Some(n) = obs.under_replicated_partitions.filter(|n| *n > 0) {
         ConditionUpdate::new(
@@ -221,12 +269,47 @@ mod tests {
     }
 
     #[test]
+    fn a_roll_shows_in_progressing_and_a_halted_roll_degrades() {
+        let mut o = obs(3, Some(3), 2);
+        let mut rollout = RolloutStatus {
+            target_revision: "r2".into(),
+            phase: RolloutPhase::WaitingForInSync,
+            message: "restarting broker 2 (2 of 3): waiting for broker 2 to rejoin 4/6 in-sync replica sets".into(),
+            ..RolloutStatus::default()
+        };
+        o.rollout = Some(rollout.clone());
+        let c = plan_cluster_conditions(&o);
+        assert_eq!((c[1].status, c[1].reason), (true, Reason::RollingUpdate));
+        assert!(c[1].message.contains("rejoin 4/6"), "{}", c[1].message);
+        rollout.phase = RolloutPhase::Blocked;
+        rollout.blocked_by = vec!["orders-1".into(), "broker 2".into()];
+        o.rollout = Some(rollout.clone());
+        let c = plan_cluster_conditions(&o);
+        assert_eq!((c[1].status, c[1].reason), (true, Reason::RollBlocked));
+        assert!(
+            c[1].message.contains("orders-1, broker 2"),
+            "{}",
+            c[1].message
+        );
+        rollout.phase = RolloutPhase::Halted;
+        o.rollout = Some(rollout.clone());
+        assert_eq!(
+            reasons(&o)[1..],
+            [(false, Reason::RollHalted), (true, Reason::RollHalted)]
+        );
+        rollout.phase = RolloutPhase::Done;
+        o.rollout = Some(rollout);
+        o.ready_brokers = 3;
+        assert_eq!(reasons(&o)[1], (false, Reason::Reconciled));
+    }
+
+    #[test]
     fn scaling_up_and_outdated_pods() {
         assert_eq!(reasons(&obs(5, Some(3), 3))[1], (true, Reason::Scaling));
         let mut o = obs(3, Some(3), 3);
         o.outdated_pods = vec!["demo-0".into()];
         let conditions = plan_cluster_conditions(&o);
-        assert_eq!(conditions[1].reason, Reason::RestartPending);
+        assert_eq!(conditions[1].reason, Reason::RollingUpdate);
         assert!(conditions[1].message.contains("demo-0"));
         assert!(
             conditions[0].status,

@@ -49,7 +49,12 @@ pub struct ValidatedCluster {
     pub brokers: i32,
     pub image: String,
     pub advertise: AdvertiseMode,
+    /// The brokers' controlled-shutdown timeout; the pods' grace period adds a margin.
+    pub controlled_shutdown_timeout_seconds: i64,
     pub termination_grace_period_seconds: i64,
+    /// The MessageCluster's `tideway.dev/restart` annotation: copied into the
+    /// pod template, so a new value rolls every broker once.
+    pub restart_nonce: Option<String>,
     pub storage: StorageSpec,
     pub resources: Option<ResourceRequirements>,
     pub config: ResolvedBrokerConfig,
@@ -144,7 +149,14 @@ pub fn validate_cluster(
             brokers: spec.brokers,
             image,
             advertise: settings.advertise,
-            termination_grace_period_seconds: settings.termination_grace_period_seconds,
+            controlled_shutdown_timeout_seconds: settings.controlled_shutdown_timeout_seconds,
+            termination_grace_period_seconds: settings.termination_grace_period_seconds(),
+            restart_nonce: cluster
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::cluster::restart::RESTART_ANNOTATION))
+                .cloned(),
             storage: spec.storage.clone(),
             resources: spec.resources.clone(),
             config,

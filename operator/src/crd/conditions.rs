@@ -60,8 +60,11 @@ pub enum Reason {
     ClusterNotReady,
     /// Ready=False on a Topic: the brokers refused the change (see the message); not retried until the spec changes.
     BrokerRejected,
-    /// Progressing=True: pods run an outdated pod template and wait for a restart (`OnDelete`: the operator does not roll them yet).
-    RestartPending,
+    /// Progressing=True: the roll waits because restarting any outdated broker
+    /// would take a partition under its min-ISR, offline, or break the quorum (`status.rollout.blockedBy`).
+    RollBlocked,
+    /// Progressing=False, Degraded=True: a pod on the new revision does not start; the roll stopped.
+    RollHalted,
     /// Degraded=True: `spec.brokers` went down but the brokers to remove still hold replicas; the StatefulSet keeps its size.
     ScaleDownBlocked,
     /// Ready=False on a Topic: its replication factor exceeds the cluster's broker count.
@@ -85,7 +88,8 @@ impl Reason {
             Self::ClusterNotFound => "ClusterNotFound",
             Self::ClusterNotReady => "ClusterNotReady",
             Self::BrokerRejected => "BrokerRejected",
-            Self::RestartPending => "RestartPending",
+            Self::RollBlocked => "RollBlocked",
+            Self::RollHalted => "RollHalted",
             Self::ScaleDownBlocked => "ScaleDownBlocked",
             Self::InvalidReplicationFactor => "InvalidReplicationFactor",
         }

@@ -12,7 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::conditions::Condition;
+use super::conditions::{Condition, Time};
 
 /// Desired state of a Tideway broker cluster.
 // Each `printcolumn(...)` repeats `type_ = ...`; clippy reads that as duplicated attributes.
@@ -39,6 +39,11 @@ use super::conditions::Condition;
         name = "Ready Brokers",
         type_ = "integer",
         json_path = ".status.readyBrokers"
+    ),
+    printcolumn(
+        name = "Rollout",
+        type_ = "string",
+        json_path = ".status.rollout.phase"
     ),
     printcolumn(
         name = "Controller",
@@ -182,6 +187,78 @@ pub struct MessageClusterStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
     pub brokers: Vec<BrokerStatus>,
+    /// The rolling restart in progress, or the last one (phase Done). The
+    /// operator resumes from it after its own restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Progress of a rolling restart: one broker at a time, drained first, and
+/// the next only once the restarted one is back in every in-sync replica set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The pod template revision (hash) the brokers are rolled to.
+    pub target_revision: String,
+    /// Brokers restarted onto the target revision by this roll.
+    #[serde(default)]
+    pub updated_brokers: Vec<i32>,
+    /// The broker being drained or restarted now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_broker: Option<i32>,
+    /// In-sync replica sets `currentBroker` belonged to before its pod was
+    /// deleted; set once it is deleted. The next broker waits until it is back in as many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_sync_before: Option<i32>,
+    pub phase: RolloutPhase,
+    /// What keeps the roll from going on: partitions `topic-N` or `broker N`.
+    #[serde(default)]
+    pub blocked_by: Vec<String>,
+    /// The step in progress, in words.
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When `phase` last changed (the drain of a broker is bounded from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_since: Option<Time>,
+}
+
+/// Where a rolling restart is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RolloutPhase {
+    /// Leaderships of `currentBroker` move to other in-sync replicas.
+    Draining,
+    /// `currentBroker`'s pod was deleted and is being replaced.
+    Restarting,
+    /// The replaced pod is not Ready (or its broker not registered) yet.
+    WaitingForReady,
+    /// The restarted broker is Ready but not back in every in-sync replica set;
+    /// or another broker is still catching up.
+    WaitingForInSync,
+    /// No broker can restart without a partition going under its min-ISR or
+    /// offline, or without the metadata quorum losing its majority: see `blockedBy`.
+    Blocked,
+    /// A pod on the target revision does not start (CrashLoopBackOff,
+    /// ImagePullBackOff, unschedulable): the roll stopped; a new spec resumes it.
+    Halted,
+    /// Every broker runs the target revision.
+    #[default]
+    Done,
+}
+
+impl RolloutPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draining => "Draining",
+            Self::Restarting => "Restarting",
+            Self::WaitingForReady => "WaitingForReady",
+            Self::WaitingForInSync => "WaitingForInSync",
+            Self::Blocked => "Blocked",
+            Self::Halted => "Halted",
+            Self::Done => "Done",
+        }
+    }
 }
 
 /// Observed state of one broker.

@@ -14,7 +14,7 @@ use kube::CustomResourceExt;
 
 pub use message_cluster::{
     BrokerConfig, BrokerStatus, MessageCluster, MessageClusterSpec, MessageClusterStatus,
-    PodTemplateOverrides, RackSpec, StorageSpec,
+    PodTemplateOverrides, RackSpec, RolloutPhase, RolloutStatus, StorageSpec,
 };
 pub use topic::{ClusterRef, DeletionPolicy, Topic, TopicSpec, TopicStatus};
 

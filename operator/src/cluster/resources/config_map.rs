@@ -9,6 +9,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::{ADMIN_PORT, DATA_DIR, HTTP_PORT, KAFKA_PORT, owned_meta};
 use crate::cluster::validate::ValidatedCluster;
 
+/// The ConfigMap key of the quorum's voters (not hashed: see `restart`).
+pub const VOTERS_KEY: &str = "TIDEWAY_VOTERS";
+
 /// Builds the broker settings ConfigMap `<cluster>-config`.
 pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
     let config = &cluster.config;
@@ -35,8 +38,6 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
             "TIDEWAY_RETENTION_MS".to_owned(),
             config.retention_ms.to_string(),
         ),
-        // Not read by the broker yet (it has no replication-default flags); set
-        // now so the pod template does not change when it learns them.
         (
             "TIDEWAY_DEFAULT_REPLICATION_FACTOR".to_owned(),
             config.default_replication_factor.to_string(),
@@ -45,9 +46,14 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
             "TIDEWAY_MIN_INSYNC_REPLICAS".to_owned(),
             config.min_in_sync_replicas.to_string(),
         ),
-        // The future `--voters` value (`<id>@<host>:<admin port>,...`); the broker
-        // does not accept it yet and ignores the variable until it does.
-        ("TIDEWAY_VOTERS".to_owned(), cluster.voters()),
+        (
+            "TIDEWAY_CONTROLLED_SHUTDOWN_TIMEOUT_MS".to_owned(),
+            (cluster.controlled_shutdown_timeout_seconds * 1000).to_string(),
+        ),
+        // `--voters` (`<id>@<host>:<admin port>,...`): read once, when a broker
+        // first starts (it founds the quorum or asks the voters to add it).
+        // Left out of the config hash, so scaling restarts no broker.
+        (VOTERS_KEY.to_owned(), cluster.voters()),
     ]);
     ConfigMap {
         metadata: owned_meta(cluster, cluster.config_map_name()),
@@ -78,6 +84,7 @@ mod tests {
         assert_eq!(data["TIDEWAY_MIN_INSYNC_REPLICAS"], "2");
         assert_eq!(data["TIDEWAY_LISTEN"], "0.0.0.0:9092");
         assert_eq!(data["TIDEWAY_DATA_DIR"], "/var/lib/tideway");
+        assert_eq!(data["TIDEWAY_CONTROLLED_SHUTDOWN_TIMEOUT_MS"], "30000");
         assert!(data["TIDEWAY_VOTERS"].starts_with("0@demo-0.demo-brokers.ns.svc:9093,1@"));
     }
 }

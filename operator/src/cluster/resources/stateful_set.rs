@@ -22,7 +22,9 @@ use super::{
     ADMIN_PORT, BuildResourcesError, DATA_DIR, HTTP_PORT, KAFKA_PORT, labels, owned_meta,
     selector_labels,
 };
-use crate::cluster::restart::{CONFIG_HASH_ANNOTATION, hash_config_map, stamp_template_hash};
+use crate::cluster::restart::{
+    CONFIG_HASH_ANNOTATION, RESTART_ANNOTATION, hash_config_map, stamp_template_hash,
+};
 use crate::cluster::validate::ValidatedCluster;
 use crate::settings::AdvertiseMode;
 
@@ -106,10 +108,14 @@ fn build_pod_template(cluster: &ValidatedCluster, config_hash: &str) -> PodTempl
     // User annotations first; the operator's own keys win on conflict.
     let mut annotations = overrides.annotations.clone().unwrap_or_default();
     annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
+    match &cluster.restart_nonce {
+        Some(nonce) => annotations.insert(RESTART_ANNOTATION.to_owned(), nonce.clone()),
+        None => annotations.remove(RESTART_ANNOTATION),
+    };
 
     // Rack awareness spreads brokers over the topology key. ScheduleAnyway keeps
-    // single-zone clusters schedulable. The broker's own rack id (for replica
-    // placement) is not wired yet: the broker has no rack flag.
+    // single-zone clusters schedulable. The broker's own --rack (for replica
+    // placement) is not set from the node's label yet.
     let topology_spread_constraints = cluster.rack.as_ref().map(|rack| {
         vec![TopologySpreadConstraint {
             max_skew: 1,
@@ -350,7 +356,8 @@ mod tests {
             "10Gi"
         );
         let pod = pod_spec(&sts);
-        assert_eq!(pod.termination_grace_period_seconds, Some(120));
+        // controlled shutdown (30 s) plus the margin
+        assert_eq!(pod.termination_grace_period_seconds, Some(60));
         assert_eq!(pod.service_account_name.as_deref(), Some("demo-broker"));
         let container = &pod.containers[0];
         assert_eq!(container.image.as_deref(), Some("tideway-broker:0.1.0"));
@@ -466,12 +473,12 @@ mod tests {
             ])),
         });
         let settings = BuildSettings {
-            termination_grace_period_seconds: 30,
+            controlled_shutdown_timeout_seconds: 10,
             ..BuildSettings::default()
         };
         let sts = build(&cluster, &settings);
         let pod = pod_spec(&sts);
-        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+        assert_eq!(pod.termination_grace_period_seconds, Some(40));
         assert!(
             pod.affinity
                 .as_ref()
