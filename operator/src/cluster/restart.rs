@@ -16,9 +16,11 @@ pub const TEMPLATE_HASH_ANNOTATION: &str = "tideway.dev/pod-template-hash";
 pub const CONFIG_HASH_ANNOTATION: &str = "tideway.dev/config-hash";
 
 /// On the MessageCluster: a new value restarts every broker once (the value
-/// goes into the pod template). On a broker pod: that broker restarts once
-/// (its replacement is created without the annotation).
+/// goes into the pod template as [`TEMPLATE_RESTART_ANNOTATION`]). On a
+/// broker pod: that broker restarts once (its replacement is created without it).
 pub const RESTART_ANNOTATION: &str = "tideway.dev/restart";
+/// Pod template annotation: the MessageCluster's last restart annotation value.
+pub const TEMPLATE_RESTART_ANNOTATION: &str = "tideway.dev/cluster-restart";
 
 /// FNV-1a, 64 bits: stable across Rust and operator versions (unlike
 /// `DefaultHasher`), so upgrading the operator alone does not restart brokers.
@@ -166,7 +168,9 @@ pub fn restart_cause(desired: &StatefulSet, pod: &Pod) -> RestartCause {
         RestartCause::ImageChanged
     } else if want_annotation(CONFIG_HASH_ANNOTATION) != have_annotation(CONFIG_HASH_ANNOTATION) {
         RestartCause::ConfigChanged
-    } else if want_annotation(RESTART_ANNOTATION) != have_annotation(RESTART_ANNOTATION) {
+    } else if want_annotation(TEMPLATE_RESTART_ANNOTATION)
+        != have_annotation(TEMPLATE_RESTART_ANNOTATION)
+    {
         RestartCause::ManualRestart
     } else {
         RestartCause::TemplateChanged
@@ -276,6 +280,8 @@ mod tests {
             .insert(RESTART_ANNOTATION.into(), "1".into());
         let new = desired(&cluster);
         assert!(needs_restart(&new, &with_pod(&old)));
+        // The cluster-wide value in the template is not a pod's own restart request.
+        assert!(!restart_requested(&with_pod(&new)));
         assert_eq!(
             restart_cause(&new, &with_pod(&old)),
             RestartCause::ManualRestart

@@ -7,8 +7,10 @@
 # deleted; a replication factor change completes; a topic deleted behind the operator's back
 # comes back (Event DriftRepaired); the operator restarted mid-reconcile converges; two
 # operator replicas never both act; deletionPolicy Delete deletes the Kafka topic, Retain
-# keeps it; scaling up to 4 adds a broker to the quorum, scaling back down is refused while
-# it holds replicas and then removes it from the cluster. Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
+# keeps it; scaling up to 4 adds a broker to the quorum and restarts no other, scaling back
+# down is refused while it holds replicas and then removes it from the cluster; then the
+# rolling restarts of tests/e2e/operator/roll.sh run with clients producing and consuming.
+# Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
 # tests/cluster/test.sh with TIDEWAY_OPERATOR_E2E=1).
 set -euo pipefail
 
@@ -195,13 +197,22 @@ if until_true 60 gone; then ok "deletionPolicy Delete removed the Kafka topic"; 
 k delete topic audit --wait=true --timeout=60s >/dev/null
 if on_broker audit; then ok "deletionPolicy Retain kept the Kafka topic"; else fail "audit deleted despite Retain"; fi
 
-# 8. scaling up adds a broker that joins the quorum; scaling down refuses while it holds replicas
+# 8. scaling up adds a broker that joins the quorum and restarts no other; scaling down refuses
+# while it holds replicas
+uids_before="$(k get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.uid} {end}')"
 k patch mc demo --type merge -p '{"spec":{"brokers":4}}' >/dev/null
 four_ready() {
     [ "$(k get mc demo -o jsonpath='{.status.readyBrokers}')" = 4 ] \
         && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 4 ]
 }
 if until_true 240 four_ready; then ok "scaled up to 4 brokers: the new one joined the cluster"; else fail "scale up: $(k get mc demo -o jsonpath='{.status}')"; k get pods -o wide || true; fi
+restarted=0
+for uid in $uids_before; do k get pods -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | grep -qx "$uid" || restarted=$((restarted + 1)); done
+if [ "$restarted" = 0 ] && [ -z "$(k get mc demo -o jsonpath='{.status.rollout}')" ]; then
+    ok "scaling 3 -> 4 restarted none of the 3 brokers (no roll)"
+else
+    fail "scaling 3 -> 4: $restarted pods restarted, rollout $(k get mc demo -o jsonpath='{.status.rollout}')"
+fi
 topic wide4 Delete 4 2
 if k wait --for=condition=Ready topic/wide4 --timeout=120s >/dev/null; then ok "a replication factor 4 topic on 4 brokers is Ready"; else fail "wide4: $(k get topic wide4 -o jsonpath='{.status.conditions}')"; fi
 k patch mc demo --type merge -p '{"spec":{"brokers":3}}' >/dev/null
@@ -218,6 +229,11 @@ three_again() {
         && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 3 ]
 }
 if until_true 180 three_again; then ok "scaled down to 3 once broker 3 held nothing: it left the cluster"; else fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}') $(kcat -b "$bootstrap" -L -m 5 2>&1 | grep broker)"; fi
+
+# 9-10. rolling restarts with clients running (issue 14)
+bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
+# shellcheck source=tests/e2e/operator/roll.sh
+. "$root/tests/e2e/operator/roll.sh"
 
 echo "e2e-operator: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -23,7 +23,7 @@ use super::{
     selector_labels,
 };
 use crate::cluster::restart::{
-    CONFIG_HASH_ANNOTATION, RESTART_ANNOTATION, hash_config_map, stamp_template_hash,
+    CONFIG_HASH_ANNOTATION, TEMPLATE_RESTART_ANNOTATION, hash_config_map, stamp_template_hash,
 };
 use crate::cluster::validate::ValidatedCluster;
 use crate::settings::AdvertiseMode;
@@ -109,8 +109,8 @@ fn build_pod_template(cluster: &ValidatedCluster, config_hash: &str) -> PodTempl
     let mut annotations = overrides.annotations.clone().unwrap_or_default();
     annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
     match &cluster.restart_nonce {
-        Some(nonce) => annotations.insert(RESTART_ANNOTATION.to_owned(), nonce.clone()),
-        None => annotations.remove(RESTART_ANNOTATION),
+        Some(nonce) => annotations.insert(TEMPLATE_RESTART_ANNOTATION.to_owned(), nonce.clone()),
+        None => annotations.remove(TEMPLATE_RESTART_ANNOTATION),
     };
 
     // Rack awareness spreads brokers over the topology key. ScheduleAnyway keeps
