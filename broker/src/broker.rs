@@ -28,12 +28,13 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::log::LogConfig;
 use crate::log::{AppendInfo, FsyncPolicy, LogError};
 use crate::metadata::controller::{BrokerInfo, PlacementError, plan_replica_placement};
 use crate::metadata::topic_config::{self, TopicConfigError};
 use crate::metadata::{
-    MetadataError, MetadataImage, MetadataRecord, MetadataStore, TopicConfigs, TopicMeta,
-    validate_topic_name,
+    ClusterDefaults, MetadataError, MetadataImage, MetadataRecord, MetadataStore, TopicConfigs,
+    TopicMeta, validate_topic_name,
 };
 use crate::metrics::Metrics;
 pub use crate::partition::{AppendError, Partition};
@@ -308,11 +309,37 @@ impl Broker {
             .collect()
     }
 
-    pub fn topic_configs<'a>(&'a self, topic: &'a TopicMeta) -> TopicConfigs<'a> {
+    /// The defaults in force: this broker's flags with the cluster-wide
+    /// dynamic configs of `image` over them.
+    pub fn defaults(&self, image: &MetadataImage) -> ClusterDefaults {
+        ClusterDefaults {
+            retention_ms: self.config.log_defaults.retention_ms,
+            min_insync_replicas: self.config.min_insync_replicas,
+            default_replication_factor: self.config.default_replication_factor,
+            default_partitions: self.config.default_partitions,
+            auto_create_topics: self.config.auto_create_topics,
+        }
+        .with_overrides(&image.cluster_configs)
+    }
+
+    pub fn topic_configs<'a>(&self, topic: &'a TopicMeta) -> TopicConfigs<'a> {
+        self.configs_with(&self.image(), &topic.configs)
+    }
+
+    /// A topic's configs: `overrides` over the defaults in force in `image`.
+    pub fn configs_with<'a>(
+        &self,
+        image: &MetadataImage,
+        overrides: &'a BTreeMap<String, String>,
+    ) -> TopicConfigs<'a> {
+        let defaults = self.defaults(image);
         TopicConfigs {
-            defaults: &self.config.log_defaults,
-            overrides: &topic.configs,
-            default_min_insync_replicas: self.config.min_insync_replicas,
+            defaults: LogConfig {
+                retention_ms: defaults.retention_ms,
+                ..self.config.log_defaults.clone()
+            },
+            overrides,
+            default_min_insync_replicas: defaults.min_insync_replicas,
         }
     }
 
@@ -426,7 +453,10 @@ impl Broker {
     /// takes the roles they give this broker: a client told a topic exists
     /// (and who leads it) is served by that leader at once. Follower
     /// fetchers are left to the replication driver.
-    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, TopicError> {
+    pub(crate) async fn commit(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, TopicError> {
         let image = self.store.commit(records).await?;
         self.reconcile_partitions(false)?;
         let _ = self.reconcile_roles();
@@ -467,8 +497,9 @@ impl Broker {
         if image.topics.contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
+        let defaults = self.defaults(&image);
         let partitions = if partitions == -1 {
-            self.config.default_partitions
+            defaults.default_partitions
         } else {
             partitions
         };
@@ -478,7 +509,7 @@ impl Broker {
             )));
         }
         let rf = if replication_factor == -1 {
-            self.config.default_replication_factor
+            defaults.default_replication_factor
         } else {
             i32::from(replication_factor)
         };

@@ -176,6 +176,47 @@ impl Admin for AdminService {
                 has_leader: quorum.leader.is_some(),
                 committed_index: quorum.committed_index,
             }),
+            cluster_configs: image.cluster_configs.clone().into_iter().collect(),
+        }))
+    }
+
+    /// Validates every entry (INVALID_ARGUMENT naming it), then commits the
+    /// complete new set; an unchanged set commits nothing.
+    async fn alter_cluster_configs(
+        &self,
+        r: Request<AlterClusterConfigsRequest>,
+    ) -> Result<Response<AlterClusterConfigsResponse>, Status> {
+        let r = r.into_inner();
+        let b = &self.ctx()?.broker;
+        for (name, value) in &r.set_configs {
+            crate::metadata::cluster_config::validate_cluster_config(name, value)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        for name in &r.delete_configs {
+            if crate::metadata::cluster_config::overridden_flag(name).is_none() {
+                return Err(Status::invalid_argument(
+                    crate::metadata::ClusterConfigError::Unknown(name.clone()).to_string(),
+                ));
+            }
+        }
+        let current = b.image().cluster_configs.clone();
+        let mut configs = current.clone();
+        for name in &r.delete_configs {
+            configs.remove(name);
+        }
+        configs.extend(r.set_configs.clone());
+        if configs != current {
+            tracing::info!(?configs, "cluster configs changed");
+            b.commit(vec![
+                crate::metadata::MetadataRecord::ClusterConfigsReplaced {
+                    configs: configs.clone(),
+                },
+            ])
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        Ok(Response::new(AlterClusterConfigsResponse {
+            configs: configs.into_iter().collect(),
         }))
     }
 

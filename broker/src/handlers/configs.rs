@@ -16,7 +16,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::{
 
 use super::str_bytes;
 use crate::broker::{Broker, TopicError};
-use crate::metadata::TopicConfigs;
+
 use crate::metadata::topic_config::{KNOWN, TopicConfigError};
 use crate::server::errors::topic_error_code;
 
@@ -64,11 +64,7 @@ pub fn describe(
                         ))));
                 }
             };
-            let tc = TopicConfigs {
-                defaults: &broker.config.log_defaults,
-                overrides,
-                default_min_insync_replicas: broker.config.min_insync_replicas,
-            };
+            let tc = broker.configs_with(&image, overrides);
             // No keys (null, or an empty list) means every config.
             let wanted = |name: &str| {
                 r.configuration_keys

@@ -110,7 +110,7 @@ async fn missing_topic(
             .with_name(Some(name.clone()))
             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
     };
-    if !(allow_auto_create && broker.config.auto_create_topics) {
+    if !(allow_auto_create && broker.defaults(&broker.image()).auto_create_topics) {
         return unknown();
     }
     match broker

@@ -75,11 +75,7 @@ async fn create_one(
                 .get(&name)
                 .map(|t| t.configs.clone())
                 .unwrap_or_default();
-            let tc = crate::metadata::TopicConfigs {
-                defaults: &broker.config.log_defaults,
-                overrides: &overrides,
-                default_min_insync_replicas: broker.config.min_insync_replicas,
-            };
+            let tc = broker.configs_with(&image, &overrides);
             let described = KNOWN
                 .iter()
                 .map(|d| {

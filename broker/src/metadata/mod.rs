@@ -8,6 +8,7 @@
 //! [`topic_config`] and [`validate_topic_name`], shared by every API that
 //! creates or alters topics.
 
+pub mod cluster_config;
 pub mod controller;
 pub mod local;
 pub mod raft;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use cluster_config::{ClusterConfigError, ClusterDefaults};
 pub use topic_config::{TopicConfigError, TopicConfigs};
 
 /// A state change of the cluster metadata. Records are persisted as JSON
@@ -108,6 +110,11 @@ pub enum MetadataRecord {
     BrokerDrainChanged {
         id: i32,
         draining: bool,
+    },
+    /// The complete set of cluster-wide dynamic broker configs after a change
+    /// (admin AlterClusterConfigs; see `cluster_config`).
+    ClusterConfigsReplaced {
+        configs: BTreeMap<String, String>,
     },
 }
 
@@ -218,6 +225,9 @@ pub struct MetadataImage {
     /// Brokers whose leaderships move to other in-sync replicas (admin Drain).
     #[serde(default)]
     pub draining: std::collections::BTreeSet<i32>,
+    /// Cluster-wide dynamic broker configs (they win over each broker's flags).
+    #[serde(default)]
+    pub cluster_configs: BTreeMap<String, String>,
 }
 
 impl MetadataImage {
@@ -372,6 +382,9 @@ impl MetadataImage {
                 } else {
                     self.draining.remove(id);
                 }
+            }
+            MetadataRecord::ClusterConfigsReplaced { configs } => {
+                self.cluster_configs = configs.clone();
             }
         }
     }

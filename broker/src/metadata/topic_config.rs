@@ -139,7 +139,8 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), TopicConfigError> {
 /// A topic's overrides on top of the broker defaults.
 #[derive(Clone, Debug)]
 pub struct TopicConfigs<'a> {
-    pub defaults: &'a LogConfig,
+    /// The broker's log defaults, with the cluster-wide dynamic configs applied.
+    pub defaults: LogConfig,
     pub overrides: &'a BTreeMap<String, String>,
     /// The broker's `--min-insync-replicas`.
     pub default_min_insync_replicas: i32,
@@ -151,7 +152,7 @@ impl TopicConfigs<'_> {
         if let Some(v) = self.overrides.get(name) {
             return (v.clone(), true);
         }
-        let d = self.defaults;
+        let d = &self.defaults;
         let v = match name {
             "cleanup.policy" => "delete".to_string(),
             "retention.ms" => d.retention_ms.to_string(),
@@ -176,7 +177,7 @@ impl TopicConfigs<'_> {
 
     /// The partition log settings for this topic.
     pub fn log_config(&self) -> LogConfig {
-        let d = self.defaults;
+        let d = &self.defaults;
         LogConfig {
             segment_bytes: self.parsed("segment.bytes", d.segment_bytes),
             segment_ms: self.parsed("segment.ms", d.segment_ms),
@@ -230,7 +231,7 @@ mod tests {
         ]
         .into();
         let tc = TopicConfigs {
-            defaults: &defaults,
+            defaults,
             overrides: &overrides,
             default_min_insync_replicas: 1,
         };

@@ -192,3 +192,101 @@ async fn topics_partitions_risk_and_lag_through_the_admin_api() {
     assert_eq!(err.code(), Code::InvalidArgument);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_configs_change_defaults_at_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = tideway_broker::start(BrokerConfig::for_tests(dir.path().to_path_buf()))
+        .await
+        .expect("start");
+    let mut admin = AdminClient::connect(format!("http://{}", running.admin_addr))
+        .await
+        .expect("connect");
+    let set = |pairs: &[(&str, &str)]| AlterClusterConfigsRequest {
+        set_configs: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        delete_configs: Vec::new(),
+    };
+
+    let err = admin
+        .alter_cluster_configs(set(&[("segment.bytes", "1")]))
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("segment.bytes"), "{}", err.message());
+    let err = admin
+        .alter_cluster_configs(set(&[("num.partitions", "0")]))
+        .await
+        .expect_err("invalid");
+    assert!(
+        err.message().contains("num.partitions"),
+        "{}",
+        err.message()
+    );
+
+    let after = admin
+        .alter_cluster_configs(set(&[
+            ("num.partitions", "4"),
+            ("log.retention.ms", "3600000"),
+            ("auto.create.topics.enable", "false"),
+        ]))
+        .await
+        .expect("alter")
+        .into_inner();
+    assert_eq!(after.configs.len(), 3);
+    let described = admin
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .expect("describe")
+        .into_inner();
+    assert_eq!(
+        described
+            .cluster_configs
+            .get("num.partitions")
+            .map(String::as_str),
+        Some("4")
+    );
+
+    // A topic created with the defaults gets the new partition count, and its
+    // log the new retention, with no restart.
+    let created = admin
+        .create_topic(CreateTopicRequest {
+            name: "defaults".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.partitions, 4);
+    let broker = &running.ctx.broker;
+    let topic = broker.image().topics["defaults"].clone();
+    assert_eq!(
+        broker.topic_configs(&topic).log_config().retention_ms,
+        3_600_000
+    );
+    assert!(!broker.defaults(&broker.image()).auto_create_topics);
+    let partition = broker.partition("defaults", 0).expect("open");
+    assert_eq!(partition.log().config().retention_ms, 3_600_000);
+
+    // Changing it again reaches the open log; deleting it restores the flag's value.
+    admin
+        .alter_cluster_configs(set(&[("log.retention.ms", "-1")]))
+        .await
+        .expect("alter");
+    assert_eq!(partition.log().config().retention_ms, -1);
+    admin
+        .alter_cluster_configs(AlterClusterConfigsRequest {
+            set_configs: HashMap::new(),
+            delete_configs: vec!["log.retention.ms".into()],
+        })
+        .await
+        .expect("delete");
+    assert_eq!(
+        partition.log().config().retention_ms,
+        BrokerConfig::for_tests(dir.path().to_path_buf())
+            .log_defaults
+            .retention_ms
+    );
+}

@@ -4,6 +4,7 @@
 //! `restart` says which pods run an outdated template and why, `roll` decides
 //! the next step of a rolling restart and `rollout` carries it out.
 
+pub mod cluster_configs;
 pub mod reconcile;
 pub mod resources;
 pub mod restart;

@@ -108,7 +108,8 @@ impl ReconcileClusterError {
 /// 3. build and apply every resource (order in `apply_resources`);
 /// 4. delete resources this cluster owns that are no longer built;
 /// 5. remove scaled-away brokers from the cluster;
-/// 6. roll outdated brokers one safe step at a time (`rollout`);
+/// 6. set the broker defaults of `spec.config` on the running brokers
+///    (`cluster_configs`), then roll outdated brokers one safe step at a time (`rollout`);
 /// 7. observe pods and brokers and patch the status if it changed.
 pub async fn reconcile_cluster(
     cluster: Arc<MessageCluster>,
@@ -203,7 +204,8 @@ pub async fn reconcile_cluster(
         forget_removed_brokers(&validated, &pods).await;
     }
 
-    // 6. roll
+    // 6. broker defaults at runtime, then the roll
+    super::cluster_configs::apply_cluster_configs(&ctx, &cluster, &validated, &pods).await;
     let rollout = super::rollout::reconcile_rollout(
         &ctx,
         &cluster,

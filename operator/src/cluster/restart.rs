@@ -8,7 +8,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodTemplateSpec};
 
-use super::resources::config_map::VOTERS_KEY;
+use super::resources::config_map::{DYNAMIC_KEYS, VOTERS_KEY};
 
 /// Pod template annotation: hash of the rest of the pod template.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "tideway.dev/pod-template-hash";
@@ -34,12 +34,13 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// Hash of a ConfigMap's `data` (keys are sorted, so the order is stable),
-/// without the voters: a broker reads them only on its first start, so a new
-/// broker count must not make every pod outdated.
+/// without the voters (a broker reads them only on its first start, so a
+/// new broker count must not make every pod outdated) and without the
+/// settings the brokers take at runtime (`DYNAMIC_KEYS`).
 pub fn hash_config_map(config_map: &ConfigMap) -> String {
     let mut text = String::new();
     for (key, value) in config_map.data.iter().flatten() {
-        if key == VOTERS_KEY {
+        if key == VOTERS_KEY || DYNAMIC_KEYS.contains(&key.as_str()) {
             continue;
         }
         text.push_str(key);
@@ -233,11 +234,27 @@ mod tests {
     }
 
     #[test]
-    fn broker_config_change_marks_pods_outdated() {
+    fn broker_defaults_are_applied_at_runtime_and_restart_nothing() {
         let old = desired(&demo_cluster());
         let mut cluster = demo_cluster();
         cluster.spec.config.retention_ms = Some(1000);
-        assert!(needs_restart(&desired(&cluster), &pod_from(&old)));
+        cluster.spec.config.default_partitions = Some(12);
+        cluster.spec.config.min_in_sync_replicas = Some(1);
+        cluster.spec.config.auto_create_topics = Some(false);
+        assert!(!needs_restart(&desired(&cluster), &pod_from(&old)));
+    }
+
+    #[test]
+    fn the_controlled_shutdown_timeout_needs_a_restart() {
+        let old = desired(&demo_cluster());
+        let settings = BuildSettings {
+            controlled_shutdown_timeout_seconds: 90,
+            ..BuildSettings::default()
+        };
+        let new = build_cluster_resources(&validated(&demo_cluster(), &settings))
+            .expect("build")
+            .stateful_set;
+        assert!(needs_restart(&new, &pod_from(&old)));
     }
 
     #[test]
@@ -266,10 +283,16 @@ mod tests {
             restart_cause(&desired(&cluster), &with_pod(&old)),
             RestartCause::ImageChanged
         );
-        let mut cluster = demo_cluster();
-        cluster.spec.config.retention_ms = Some(1000);
+        // A broker setting that needs a restart: the controlled-shutdown timeout.
+        let settings = BuildSettings {
+            controlled_shutdown_timeout_seconds: 90,
+            ..BuildSettings::default()
+        };
+        let new = build_cluster_resources(&validated(&demo_cluster(), &settings))
+            .expect("build")
+            .stateful_set;
         assert_eq!(
-            restart_cause(&desired(&cluster), &with_pod(&old)),
+            restart_cause(&new, &with_pod(&old)),
             RestartCause::ConfigChanged
         );
         let mut cluster = demo_cluster();

@@ -5,9 +5,12 @@
 //! calls again.
 //!
 //! [`plan_roll`] decides, in order:
-//! 1. a pod already on the target revision that is stuck (CrashLoopBackOff,
-//!    ImagePullBackOff, unschedulable) halts the roll: the new revision does
-//!    not work, and restarting the next broker would take it down too;
+//! 1. while a roll is under way (a broker outdated or being restarted), a
+//!    pod already on the target revision that is stuck (CrashLoopBackOff,
+//!    ImagePullBackOff, unschedulable) halts it: the new revision does not
+//!    work, and restarting the next broker would take it down too (a stuck
+//!    pod with nothing to roll, e.g. a new broker of a scale-up, is the
+//!    Ready condition's business, not a roll's);
 //! 2. the broker restarted last must be back first: its pod recreated on the
 //!    target revision (if the old pod is still there and not terminating, the
 //!    delete is issued again), Ready, the broker alive and in every ISR it was
@@ -140,8 +143,16 @@ pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -
     let target = progress.target_revision.as_str();
     let on_target = |b: &BrokerView| b.revision.as_deref() == Some(target);
     let in_sync = |b: &BrokerView| b.ready && b.alive && b.in_sync >= b.replica_sets;
+    let outdated: Vec<&BrokerView> = brokers
+        .iter()
+        .filter(|b| b.revision.is_some() && !on_target(b) && !progress.updated.contains(&b.id))
+        .collect();
     // 1.
-    if let Some(b) = brokers.iter().find(|b| on_target(b) && b.stuck.is_some()) {
+    let under_way = !outdated.is_empty() || progress.current.is_some();
+    if let Some(b) = brokers
+        .iter()
+        .find(|b| under_way && on_target(b) && b.stuck.is_some())
+    {
         return Action::Halted {
             broker: b.id,
             stuck: b.stuck.unwrap_or(Stuck::CrashLoopBackOff),
@@ -196,10 +207,6 @@ pub fn plan_roll(brokers: &[BrokerView], quorum: &Quorum, progress: &Progress) -
         return Action::Undrain(b.id);
     }
     // 4.
-    let outdated: Vec<&BrokerView> = brokers
-        .iter()
-        .filter(|b| b.revision.is_some() && !on_target(b) && !progress.updated.contains(&b.id))
-        .collect();
     if outdated.is_empty() {
         return Action::Done;
     }
@@ -629,6 +636,10 @@ mod tests {
         let mut brokers = three([NEW, NEW, NEW]);
         brokers[2].revision = None;
         brokers[2].ready = false;
+        assert_eq!(plan_roll(&brokers, &quorum(1), &progress()), Action::Done);
+        // Nor is a new pod that cannot be scheduled a halted roll: nothing is rolling.
+        brokers[2].revision = Some(NEW.into());
+        brokers[2].stuck = Some(Stuck::Unschedulable);
         assert_eq!(plan_roll(&brokers, &quorum(1), &progress()), Action::Done);
     }
 }

@@ -44,6 +44,13 @@ const RESTART_REQUESTED: &str = "restart-requested";
 /// A step of the roll failed (transient: the reconcile is retried).
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
+    #[error("reading the roll's progress of MessageCluster {namespace}/{name}")]
+    ReadProgress {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("saving the roll's progress of MessageCluster {namespace}/{name}")]
     SaveProgress {
         namespace: String,
@@ -77,8 +84,10 @@ struct BrokerFacts {
 ///
 /// 1. nothing happens until the StatefulSet controller has seen the desired
 ///    template (a pod deleted earlier would come back on the old one);
-/// 2. the progress is read from `status.rollout`; a new target revision or a
-///    finished roll starts a new one;
+/// 2. the progress is read from `status.rollout` as the API server has it now
+///    (the watch cache may not show this operator's last write yet, and a
+///    stale progress would forget the broker being restarted); a new target
+///    revision or a finished roll starts a new one;
 /// 3. the brokers are asked (see [`BrokerFacts`]) and the planner decides;
 ///    steps that need no waiting run in a loop, the first that waits ends it.
 pub async fn reconcile_rollout(
@@ -89,10 +98,21 @@ pub async fn reconcile_rollout(
     desired: &StatefulSet,
     applied: &StatefulSet,
 ) -> Result<Option<RolloutStatus>, RolloutError> {
-    let previous = cluster.status.as_ref().and_then(|s| s.rollout.clone());
     let Some(target) = stateful_set_template_hash(desired).map(str::to_owned) else {
-        return Ok(previous);
+        return Ok(cluster.status.as_ref().and_then(|s| s.rollout.clone()));
     };
+    let namespace = cluster.namespace().unwrap_or_default();
+    let api: Api<MessageCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous = api
+        .get_status(&cluster.name_any())
+        .await
+        .map_err(|source| RolloutError::ReadProgress {
+            namespace: namespace.clone(),
+            name: cluster.name_any(),
+            source,
+        })?
+        .status
+        .and_then(|s| s.rollout);
     // 1.
     let seen = applied.status.as_ref().and_then(|s| s.observed_generation)
         >= applied.metadata.generation
@@ -214,8 +234,6 @@ pub async fn reconcile_rollout(
                     restart_cause(desired, pod)
                 };
                 // Save first: an operator that stops after the delete must know it happened.
-                let again =
-                    rollout.current_broker == Some(broker) && rollout.in_sync_before.is_some();
                 rollout.current_broker = Some(broker);
                 rollout.in_sync_before = Some(view.map_or(0, |v| v.in_sync as i32));
                 rollout.blocked_by.clear();
@@ -225,7 +243,8 @@ pub async fn reconcile_rollout(
                 start(&mut rollout, &now);
                 set_phase(&mut rollout, RolloutPhase::Restarting, &now);
                 save_rollout(ctx, cluster, &rollout).await?;
-                if !again {
+                // A pod already terminating was deleted by an earlier step: no second Event.
+                if pod.metadata.deletion_timestamp.is_none() {
                     publish(
                         ctx,
                         cluster,
@@ -238,8 +257,8 @@ pub async fn reconcile_rollout(
                         ),
                     )
                     .await;
+                    delete_pod(ctx, &validated.namespace, pod, broker).await?;
                 }
-                delete_pod(ctx, &validated.namespace, pod, broker).await?;
                 return Ok(Some(rollout));
             }
             Action::Undrain(broker) => {

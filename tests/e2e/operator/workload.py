@@ -12,7 +12,8 @@ Checks: every acknowledged record is in the topic exactly once and each key's
 records are in the order they were sent; committed offsets never went back;
 no delivery error reached the application. Reported, not asserted (numbers
 for docs/operations.md): the longest time between two acknowledgements (the
-produce stall) and how many records the group received more than once.
+produce stall), overall and within each section roll.sh marks in
+`<out>/sections`, and how many records the group received more than once.
 """
 
 import argparse
@@ -22,8 +23,6 @@ import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka import ConsumerGroupTopicPartitions
 
 KEYS = 12
 
@@ -35,6 +34,7 @@ def run(args):
     lock = threading.Lock()
     state = {
         "acked": [],  # (key, seq, partition, offset)
+        "ack_times": [],  # wall clock of each acknowledgement
         "errors": [],
         "max_stall_s": 0.0,
         "last_ack": None,
@@ -52,6 +52,7 @@ def run(args):
                 return
             key, seq = msg.value().decode().split(":")
             state["acked"].append((key, int(seq), msg.partition(), msg.offset()))
+            state["ack_times"].append(time.time())
             if state["last_ack"] is not None:
                 state["max_stall_s"] = max(state["max_stall_s"], now - state["last_ack"])
             state["last_ack"] = now
@@ -111,15 +112,24 @@ def run(args):
         consumer.close()
 
     def sample():
-        admin = AdminClient({"bootstrap.servers": args.bootstrap})
+        # A consumer that never subscribes does not join the group: committed()
+        # is a plain OffsetFetch of the group's offsets.
+        reader = Consumer({
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "enable.auto.commit": False,
+        })
+        partitions = None
         last = {}
         while not consumer_done.is_set():
             try:
-                req = [ConsumerGroupTopicPartitions(args.group)]
-                res = admin.list_consumer_group_offsets(req)[args.group].result(10)
+                if partitions is None:
+                    meta = reader.list_topics(args.topic, timeout=10).topics[args.topic]
+                    partitions = [TopicPartition(args.topic, p) for p in meta.partitions]
+                res = reader.committed(partitions, timeout=10)
                 with lock:
                     state["committed_samples"] += 1
-                    for tp in res.topic_partitions:
+                    for tp in res:
                         if tp.offset < 0:
                             continue
                         prev = last.get(tp.partition)
@@ -129,6 +139,7 @@ def run(args):
             except Exception:  # a coordinator moving: sample again
                 pass
             time.sleep(1)
+        reader.close()
 
     producer_done = threading.Event()
     consumer_done = threading.Event()
@@ -171,9 +182,29 @@ def run(args):
         }
         with open(os.path.join(out, "acked.json"), "w") as f:
             json.dump(state["acked"], f)
+        with open(os.path.join(out, "ack_times.json"), "w") as f:
+            json.dump(state["ack_times"], f)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps(summary))
+
+
+def section_stalls(out):
+    """The longest gap between two acknowledgements within each section that
+    roll.sh marked in `<out>/sections` (lines `name start end`, Unix seconds)."""
+    path = os.path.join(out, "sections")
+    if not os.path.exists(path):
+        return {}
+    with open(os.path.join(out, "ack_times.json")) as f:
+        times = json.load(f)
+    stalls = {}
+    with open(path) as f:
+        for line in f:
+            name, start, end = line.split()
+            inside = [t for t in times if float(start) <= t <= float(end)]
+            edges = [float(start)] + inside + [float(end)]
+            stalls[name] = round(max(b - a for a, b in zip(edges, edges[1:])), 2)
+    return stalls
 
 
 def verify(args):
@@ -224,22 +255,35 @@ def verify(args):
         problems.append(f"committed offsets went back: {summary['commit_regressions'][:3]}")
     if summary["committed_samples"] == 0:
         problems.append("the committed offsets were never sampled")
-    report = dict(summary, read_back=sum(seen.values()), problems=problems)
+    report = dict(summary, read_back=sum(seen.values()), stalls_s=section_stalls(args.out), problems=problems)
     print(json.dumps(report))
     return 1 if problems else 0
 
 
+def topic_config(args):
+    """Prints the effective value of one config of a topic."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    resource = ConfigResource("TOPIC", args.topic)
+    configs = admin.describe_configs([resource])[resource].result(30)
+    print(configs[args.config].value)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["run", "verify"])
+    parser.add_argument("mode", choices=["run", "verify", "topic-config"])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--group")
+    parser.add_argument("--out")
+    parser.add_argument("--config", help="topic-config: the config to print")
     parser.add_argument("--rate", type=float, default=100.0, help="records per second")
     args = parser.parse_args()
     if args.mode == "run":
         run(args)
+    elif args.mode == "topic-config":
+        topic_config(args)
     else:
         raise SystemExit(verify(args))
 

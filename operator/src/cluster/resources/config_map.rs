@@ -11,6 +11,42 @@ use crate::cluster::validate::ValidatedCluster;
 
 /// The ConfigMap key of the quorum's voters (not hashed: see `restart`).
 pub const VOTERS_KEY: &str = "TIDEWAY_VOTERS";
+/// Keys whose settings the brokers also take at runtime as cluster configs
+/// (`build_cluster_configs`): a change of them restarts no broker. The
+/// ConfigMap still carries them, for a broker's first start.
+pub const DYNAMIC_KEYS: &[&str] = &[
+    "TIDEWAY_DEFAULT_PARTITIONS",
+    "TIDEWAY_AUTO_CREATE_TOPICS",
+    "TIDEWAY_RETENTION_MS",
+    "TIDEWAY_DEFAULT_REPLICATION_FACTOR",
+    "TIDEWAY_MIN_INSYNC_REPLICAS",
+];
+
+/// The cluster-wide dynamic broker configs (Kafka names) the brokers must
+/// hold: `spec.config` with its defaults resolved. The reconciler sets them
+/// through the admin API's AlterClusterConfigs whenever they differ.
+pub fn build_cluster_configs(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
+    let c = &cluster.config;
+    BTreeMap::from([
+        (
+            "num.partitions".to_owned(),
+            c.default_partitions.to_string(),
+        ),
+        (
+            "auto.create.topics.enable".to_owned(),
+            c.auto_create_topics.to_string(),
+        ),
+        ("log.retention.ms".to_owned(), c.retention_ms.to_string()),
+        (
+            "default.replication.factor".to_owned(),
+            c.default_replication_factor.to_string(),
+        ),
+        (
+            "min.insync.replicas".to_owned(),
+            c.min_in_sync_replicas.to_string(),
+        ),
+    ])
+}
 
 /// Builds the broker settings ConfigMap `<cluster>-config`.
 pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
@@ -86,5 +122,13 @@ mod tests {
         assert_eq!(data["TIDEWAY_DATA_DIR"], "/var/lib/tideway");
         assert_eq!(data["TIDEWAY_CONTROLLED_SHUTDOWN_TIMEOUT_MS"], "30000");
         assert!(data["TIDEWAY_VOTERS"].starts_with("0@demo-0.demo-brokers.ns.svc:9093,1@"));
+        for key in DYNAMIC_KEYS {
+            assert!(data.contains_key(*key), "{key}");
+        }
+        let dynamic = build_cluster_configs(&validated(&cluster, &BuildSettings::default()));
+        assert_eq!(dynamic["num.partitions"], "6");
+        assert_eq!(dynamic["auto.create.topics.enable"], "false");
+        assert_eq!(dynamic["log.retention.ms"], "86400000");
+        assert_eq!(dynamic["min.insync.replicas"], "2");
     }
 }

@@ -1,0 +1,112 @@
+//! Broker defaults applied at runtime: `spec.config` becomes the brokers'
+//! cluster-wide dynamic configs (admin AlterClusterConfigs, kept in the
+//! metadata quorum), so changing them restarts no broker. What the brokers
+//! should hold is built in `resources::config_map::build_cluster_configs`;
+//! this module compares it with what they hold and writes the difference.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use tideway_admin_api::v1::{AlterClusterConfigsRequest, DescribeClusterRequest};
+
+use super::resources::config_map::build_cluster_configs;
+use super::validate::ValidatedCluster;
+use crate::admin::{admin_addresses, connect_admin, pod_is_ready};
+use crate::context::Context;
+use crate::crd::MessageCluster;
+
+/// Pure: the entries of `desired` that `current` lacks or holds with another
+/// value (entries only `current` has are left alone: a person may have set them).
+pub fn plan_cluster_configs(
+    desired: &BTreeMap<String, String>,
+    current: &HashMap<String, String>,
+) -> BTreeMap<String, String> {
+    desired
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Best effort, every reconcile: asks a ready broker for the cluster configs
+/// and sets those that differ, with an Event naming them. A broker that
+/// cannot be asked (none ready yet, an older image without the call) is
+/// retried on the next reconcile.
+pub async fn apply_cluster_configs(
+    ctx: &Context,
+    cluster: &MessageCluster,
+    validated: &ValidatedCluster,
+    pods: &[Pod],
+) {
+    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
+    if ready.is_empty() {
+        return;
+    }
+    let Ok(mut admin) = connect_admin(validated, &admin_addresses(validated, &ready)).await else {
+        return;
+    };
+    let Ok(described) = admin.describe_cluster(DescribeClusterRequest {}).await else {
+        return;
+    };
+    let change = plan_cluster_configs(
+        &build_cluster_configs(validated),
+        &described.into_inner().cluster_configs,
+    );
+    if change.is_empty() {
+        return;
+    }
+    let note = change
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let request = AlterClusterConfigsRequest {
+        set_configs: change.into_iter().collect(),
+        delete_configs: Vec::new(),
+    };
+    match admin.alter_cluster_configs(request).await {
+        Ok(_) => {
+            tracing::info!(cluster = %validated.name, %note, "broker defaults applied at runtime");
+            let event = KubeEvent {
+                type_: EventType::Normal,
+                reason: "ConfigApplied".to_owned(),
+                note: Some(format!(
+                    "applied to the running brokers, no restart: {note}"
+                )),
+                action: "AlterClusterConfigs".to_owned(),
+                secondary: None,
+            };
+            if let Err(err) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+                tracing::warn!(cluster = %validated.name, error = %err, "could not publish an event");
+            }
+        }
+        Err(status) => {
+            tracing::warn!(cluster = %validated.name, error = %status, "AlterClusterConfigs failed")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_missing_or_different_entries_are_set() {
+        let desired = BTreeMap::from([
+            ("num.partitions".to_string(), "6".to_string()),
+            ("log.retention.ms".to_string(), "1000".to_string()),
+        ]);
+        let current = HashMap::from([
+            ("num.partitions".to_string(), "6".to_string()),
+            ("log.retention.ms".to_string(), "2000".to_string()),
+            ("other".to_string(), "x".to_string()),
+        ]);
+        assert_eq!(
+            plan_cluster_configs(&desired, &current),
+            BTreeMap::from([("log.retention.ms".to_string(), "1000".to_string())])
+        );
+        assert!(plan_cluster_configs(&desired, &desired.clone().into_iter().collect()).is_empty());
+    }
+}
