@@ -17,7 +17,7 @@
 //! cluster) is reconciled the same way ([`Broker::reconcile_partitions`]):
 //! assigned partitions are opened, others closed and deleted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,6 +65,15 @@ pub enum StartError {
     LoadMetadata(#[from] MetadataError),
     #[error("opening partitions: {0}")]
     OpenPartitions(TopicError),
+}
+
+/// Why replicas cannot be moved off brokers.
+#[derive(Debug, thiserror::Error)]
+pub enum EvacuateError {
+    #[error(transparent)]
+    Impossible(#[from] crate::metadata::reassign::EvacuationError),
+    #[error("committing the replica moves")]
+    Commit(#[from] TopicError),
 }
 
 /// Why a topic operation was refused. Mapped to Kafka error codes in
@@ -742,6 +751,31 @@ impl Broker {
             );
         }
         Ok(())
+    }
+
+    /// Starts moving every replica off `brokers` (see `metadata::reassign`)
+    /// unless some topic could not keep its replication factor on the
+    /// brokers left; returns how many replicas are still on them. Repeating
+    /// it is harmless: partitions already moving are left alone.
+    pub async fn evacuate_brokers(&self, brokers: &BTreeSet<i32>) -> Result<usize, EvacuateError> {
+        let _guard = self.topic_changes.lock().await;
+        let image = self.image();
+        let records = crate::metadata::reassign::plan_evacuation(
+            &image,
+            &self.placement_brokers(&image),
+            brokers,
+        )?;
+        let image = if records.is_empty() {
+            image
+        } else {
+            tracing::info!(
+                ?brokers,
+                moves = records.len() / 2,
+                "moving replicas off brokers"
+            );
+            self.commit(records).await?
+        };
+        Ok(crate::metadata::reassign::replicas_on(&image, brokers))
     }
 
     /// A producer id never handed out before, also across restarts: ids are

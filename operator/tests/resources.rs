@@ -40,6 +40,7 @@ fn demo() -> MessageCluster {
                 topology_key: "topology.kubernetes.io/zone".into(),
             }),
             template: None,
+            claims_on_scale_down: Default::default(),
         },
     );
     cluster.metadata.namespace = Some("default".into());

@@ -180,6 +180,33 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn evacuate_brokers(
+        &self,
+        r: Request<EvacuateBrokersRequest>,
+    ) -> Result<Response<EvacuateBrokersResponse>, Status> {
+        let brokers: std::collections::BTreeSet<i32> = r.into_inner().brokers.into_iter().collect();
+        let b = &self.ctx()?.broker;
+        for id in &brokers {
+            check_broker(b, *id)?;
+        }
+        let remaining = b.evacuate_brokers(&brokers).await.map_err(|e| match e {
+            crate::broker::EvacuateError::Impossible(e) => {
+                Status::failed_precondition(e.to_string())
+            }
+            crate::broker::EvacuateError::Commit(e) => Status::unavailable(e.to_string()),
+        })?;
+        let moving = b
+            .image()
+            .topics
+            .values()
+            .map(|t| t.targets.len())
+            .sum::<usize>();
+        Ok(Response::new(EvacuateBrokersResponse {
+            replicas_remaining: remaining as i32,
+            partitions_moving: moving as i32,
+        }))
+    }
+
     /// Validates every entry (INVALID_ARGUMENT naming it), then commits the
     /// complete new set; an unchanged set commits nothing.
     async fn alter_cluster_configs(

@@ -12,6 +12,7 @@ pub mod cluster_config;
 pub mod controller;
 pub mod local;
 pub mod raft;
+pub mod reassign;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -111,6 +112,13 @@ pub enum MetadataRecord {
         id: i32,
         draining: bool,
     },
+    /// A reassignment of one partition started (`target`: the replica set it
+    /// ends with) or ended (`None`); see `reassign`.
+    ReassignmentChanged {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
     /// The complete set of cluster-wide dynamic broker configs after a change
     /// (admin AlterClusterConfigs; see `cluster_config`).
     ClusterConfigsReplaced {
@@ -155,6 +163,9 @@ pub struct TopicMeta {
     /// with every replica in sync.
     #[serde(default)]
     pub states: Vec<PartitionState>,
+    /// Reassignments in progress: partition → the replica set it ends with.
+    #[serde(default)]
+    pub targets: BTreeMap<i32, Vec<i32>>,
 }
 
 impl TopicMeta {
@@ -279,6 +290,7 @@ impl MetadataImage {
                     configs: configs.clone(),
                     assignments,
                     states,
+                    targets: BTreeMap::new(),
                 };
                 self.topics.insert(name.clone(), topic);
             }
@@ -381,6 +393,24 @@ impl MetadataImage {
                     self.draining.insert(*id);
                 } else {
                     self.draining.remove(id);
+                }
+            }
+            MetadataRecord::ReassignmentChanged {
+                topic,
+                partition,
+                target,
+            } => {
+                let Some(t) = self.topics.get_mut(topic) else {
+                    return;
+                };
+                match target {
+                    Some(target) if (0..t.partitions).contains(partition) => {
+                        t.targets.insert(*partition, target.clone());
+                    }
+                    Some(_) => {}
+                    None => {
+                        t.targets.remove(partition);
+                    }
                 }
             }
             MetadataRecord::ClusterConfigsReplaced { configs } => {

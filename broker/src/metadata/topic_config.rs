@@ -231,7 +231,7 @@ mod tests {
         ]
         .into();
         let tc = TopicConfigs {
-            defaults,
+            defaults: defaults.clone(),
             overrides: &overrides,
             default_min_insync_replicas: 1,
         };

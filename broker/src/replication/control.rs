@@ -9,8 +9,9 @@
 //!      that said it is shutting down; unfences one heard from again;
 //!   2. runs [`plan_partition_repairs`] over the image with those changes
 //!      (elections from the ISR, dead followers out of ISRs, offline
-//!      partitions back when an in-sync replica returns) and commits all
-//!      of it at once. Records are compare-and-set, so a pass computed from
+//!      partitions back when an in-sync replica returns) and
+//!      [`plan_reassignment_completion`] (replica moves whose new replicas
+//!      caught up) and commits all of it at once. Records are compare-and-set, so a pass computed from
 //!      a stale image does nothing and the next pass repeats it;
 //!   3. when a pass found nothing to do, every
 //!      `--leader-imbalance-check-interval-ms`, moves leaderships back to
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::metadata::controller::{plan_partition_repairs, plan_preferred_leaders};
+use crate::metadata::reassign::plan_reassignment_completion;
 use crate::metadata::{MetadataImage, MetadataRecord};
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
@@ -182,6 +184,7 @@ pub fn plan_tick(
         &next
     };
     records.extend(plan_partition_repairs(image, &image.alive_brokers()));
+    records.extend(plan_reassignment_completion(image, &image.alive_brokers()));
     records
 }
 

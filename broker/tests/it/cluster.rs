@@ -1,7 +1,8 @@
 //! Three brokers in one process, a real Raft quorum on loopback ports, driven
 //! through the admin gRPC API as the operator drives them: a replication
-//! factor change (replicas added and removed, progress reaching 100 %) and
-//! Drain / Undrain moving leaderships without taking replicas out of sync.
+//! factor change (replicas added and removed, progress reaching 100 %),
+//! Drain / Undrain moving leaderships without taking replicas out of sync, a
+//! fourth broker joining and then emptied (EvacuateBrokers) and removed.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -267,6 +268,31 @@ async fn replication_factor_changes_and_drain_through_the_admin_api() {
     })
     .await;
 
+    // A topic with RF 3 spread over four brokers has replicas on broker 3.
+    admin
+        .create_topic(CreateTopicRequest {
+            name: "spread".into(),
+            partitions: 4,
+            replication_factor: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("spread");
+    let evacuate = || EvacuateBrokersRequest { brokers: vec![3] };
+    // Moving everything off broker 3 is impossible while "wide" needs four brokers: nothing moves.
+    let err = admin
+        .evacuate_brokers(evacuate())
+        .await
+        .expect_err("RF 4 on 3 brokers");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("wide"), "{}", err.message());
+    assert!(
+        partitions(&mut admin, "spread")
+            .await
+            .iter()
+            .all(|p| p.replicas.len() == 3)
+    );
+
     // Scaled down again: refused while it runs or holds replicas, then forgotten.
     let err = admin
         .remove_broker(RemoveBrokerRequest { broker: 3 })
@@ -305,6 +331,22 @@ async fn replication_factor_changes_and_drain_through_the_admin_api() {
         })
         .await
         .expect("delete wide");
+    // Now the replicas move off broker 3 (stopped): each gets a replacement
+    // that catches up before broker 3's copy is dropped.
+    eventually("no replica left on broker 3", || {
+        let mut a = admin.clone();
+        async move {
+            let r = a.evacuate_brokers(evacuate()).await.ok()?.into_inner();
+            (r.replicas_remaining == 0 && r.partitions_moving == 0).then_some(())
+        }
+    })
+    .await;
+    let ps = partitions(&mut admin, "spread").await;
+    assert!(
+        ps.iter()
+            .all(|p| p.replicas.len() == 3 && !p.replicas.contains(&3) && p.isr.len() == 3),
+        "{ps:?}"
+    );
     let removed = admin
         .remove_broker(RemoveBrokerRequest { broker: 3 })
         .await

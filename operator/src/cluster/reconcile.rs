@@ -18,7 +18,8 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tideway_admin_api::v1::{
-    DescribeClusterRequest, DescribePartitionsRequest, RemoveBrokerRequest,
+    DescribeClusterRequest, DescribePartitionsRequest, EvacuateBrokersRequest,
+    EvacuateBrokersResponse, RemoveBrokerRequest,
 };
 
 use super::resources::{
@@ -102,9 +103,10 @@ impl ReconcileClusterError {
 /// Reconciles one MessageCluster.
 ///
 /// 1. validate; an invalid spec sets InvalidSpec conditions and requeues slowly;
-/// 2. read the live StatefulSet; if `spec.brokers` shrinks, ask the brokers to be
-///    removed whether they still hold replicas; if so (or if nobody can tell), keep
-///    the old size (ScaleDownBlocked) and build as if `spec.brokers` were unchanged;
+/// 2. read the live StatefulSet; if `spec.brokers` shrinks, ask the brokers to
+///    move every replica off the brokers to remove; while they move (Scaling),
+///    when it is impossible or nobody can tell (ScaleDownBlocked), keep the old
+///    size and build as if `spec.brokers` were unchanged;
 /// 3. build and apply every resource (order in `apply_resources`);
 /// 4. delete resources this cluster owns that are no longer built;
 /// 5. remove scaled-away brokers from the cluster;
@@ -154,12 +156,21 @@ pub async fn reconcile_cluster(
     let previous_replicas = live_sts.as_ref().and_then(|s| s.spec.as_ref()?.replicas);
     let pods = fetch_pods(&ctx, &validated).await?;
     let mut scale_down_blocked = None;
-    if let Some(previous) = previous_replicas.filter(|p| *p > validated.brokers)
-        && let Some(why) = check_scale_down(&validated, &pods, previous).await
-    {
-        tracing::warn!(%namespace, %name, previous, wanted = validated.brokers, %why, "scale-down refused");
-        scale_down_blocked = Some(why);
-        validated.brokers = previous;
+    let mut scale_down_moving = None;
+    if let Some(previous) = previous_replicas.filter(|p| *p > validated.brokers) {
+        match check_scale_down(&validated, &pods, previous).await {
+            ScaleDown::Proceed => {}
+            ScaleDown::Moving(progress) => {
+                tracing::info!(%namespace, %name, previous, wanted = validated.brokers, %progress, "scale-down: moving replicas");
+                scale_down_moving = Some(progress);
+                validated.brokers = previous;
+            }
+            ScaleDown::Refused(why) => {
+                tracing::warn!(%namespace, %name, previous, wanted = validated.brokers, %why, "scale-down refused");
+                scale_down_blocked = Some(why);
+                validated.brokers = previous;
+            }
+        }
     }
 
     // 3. build and apply
@@ -200,7 +211,7 @@ pub async fn reconcile_cluster(
     .await?;
 
     // 5. brokers scaled away leave the cluster's metadata quorum
-    if scale_down_blocked.is_none() {
+    if scale_down_blocked.is_none() && scale_down_moving.is_none() {
         forget_removed_brokers(&validated, &pods).await;
     }
 
@@ -234,6 +245,7 @@ pub async fn reconcile_cluster(
         outdated_pods,
         rollout: rollout.clone(),
         scale_down_blocked,
+        scale_down_moving,
         controller,
         under_replicated_partitions,
     };
@@ -332,59 +344,63 @@ fn label_selector(labels: &std::collections::BTreeMap<String, String>) -> String
         .join(",")
 }
 
-/// Why brokers `cluster.brokers..previous` must not be removed yet, if they must not.
-/// A broker that cannot be asked counts as holding replicas: removing it is refused
+/// Where a scale-down stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScaleDown {
+    /// The brokers to remove hold no replica: the StatefulSet may shrink.
+    Proceed,
+    /// Their replicas are moving to the brokers that stay (the message says how far).
+    Moving(String),
+    /// It cannot happen (a topic needs more brokers) or nobody could tell.
+    Refused(String),
+}
+
+/// Asks the brokers to move every replica off brokers `cluster.brokers..previous`
+/// (admin EvacuateBrokers, idempotent: every reconcile asks again and reads
+/// the progress). A broker that cannot be asked refuses the scale-down
 /// until someone can tell.
-async fn check_scale_down(
-    cluster: &ValidatedCluster,
-    pods: &[Pod],
-    previous: i32,
-) -> Option<String> {
+async fn check_scale_down(cluster: &ValidatedCluster, pods: &[Pod], previous: i32) -> ScaleDown {
+    let leaving: Vec<i32> = (cluster.brokers..previous).collect();
     let addresses = admin_addresses(cluster, pods);
     let mut admin = match connect_admin(cluster, &addresses).await {
         Ok(admin) => admin,
         Err(err) => {
-            return Some(format!(
-                "cannot check that brokers {}..{} hold no replicas: {err}",
-                cluster.brokers,
-                previous - 1
+            return ScaleDown::Refused(format!(
+                "scale-down waits, the StatefulSet keeps its size: cannot ask the brokers to move replicas off brokers {leaving:?}: {err}"
             ));
         }
     };
-    let mut holdings = Vec::new();
-    for broker in cluster.brokers..previous {
-        let request = DescribePartitionsRequest {
-            topics: Vec::new(),
-            broker,
-            only_unhealthy: false,
-        };
-        match admin.describe_partitions(request).await {
-            Ok(resp) => holdings.push((broker, Some(resp.into_inner().partitions.len()))),
-            Err(status) => {
-                tracing::warn!(broker, error = %status, "DescribePartitions failed");
-                holdings.push((broker, None));
-            }
-        }
+    let request = EvacuateBrokersRequest {
+        brokers: leaving.clone(),
+    };
+    match admin.evacuate_brokers(request).await {
+        Ok(resp) => plan_scale_down(&leaving, Ok(resp.into_inner())),
+        Err(status) => plan_scale_down(&leaving, Err(status)),
     }
-    scale_down_blocker(&holdings)
 }
 
-/// Pure: given (broker, replicas it holds or None when unknown), the reason to refuse, if any.
-pub fn scale_down_blocker(holdings: &[(i32, Option<usize>)]) -> Option<String> {
-    let blocking: Vec<String> = holdings
-        .iter()
-        .filter_map(|(broker, held)| match held {
-            Some(0) => None,
-            Some(n) => Some(format!("broker {broker} holds {n} partition replica(s)")),
-            None => Some(format!("broker {broker} could not be asked")),
-        })
-        .collect();
-    (!blocking.is_empty()).then(|| {
-        format!(
-            "scale-down refused, the StatefulSet keeps its size: {}; move the partitions off these brokers first",
-            blocking.join("; ")
-        )
-    })
+/// Pure: the scale-down state from the brokers' answer to EvacuateBrokers.
+pub fn plan_scale_down(
+    leaving: &[i32],
+    answer: Result<EvacuateBrokersResponse, tonic::Status>,
+) -> ScaleDown {
+    match answer {
+        Ok(r) if r.replicas_remaining == 0 => ScaleDown::Proceed,
+        Ok(r) => ScaleDown::Moving(format!(
+            "moving {} replica(s) off brokers {leaving:?} before removing them ({} partition(s) being reassigned)",
+            r.replicas_remaining, r.partitions_moving
+        )),
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            ScaleDown::Refused(format!(
+                "scale-down refused, the StatefulSet keeps its size: {}",
+                status.message()
+            ))
+        }
+        Err(status) => ScaleDown::Refused(format!(
+            "scale-down waits, the StatefulSet keeps its size: moving replicas off brokers {leaving:?} failed: {}",
+            status.message()
+        )),
+    }
 }
 
 /// Best effort: the active controller and the count of under-replicated
@@ -643,11 +659,30 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_is_blocked_by_replicas_or_silence() {
-        assert_eq!(scale_down_blocker(&[(2, Some(0)), (3, Some(0))]), None);
-        let why = scale_down_blocker(&[(2, Some(0)), (3, Some(4)), (4, None)]).expect("blocked");
-        assert!(why.contains("broker 3 holds 4"), "{why}");
-        assert!(why.contains("broker 4 could not be asked"), "{why}");
-        assert!(!why.contains("broker 2"), "{why}");
+    fn scale_down_proceeds_moves_or_is_refused() {
+        let answer = |remaining, moving| {
+            Ok(EvacuateBrokersResponse {
+                replicas_remaining: remaining,
+                partitions_moving: moving,
+            })
+        };
+        assert_eq!(plan_scale_down(&[3], answer(0, 0)), ScaleDown::Proceed);
+        match plan_scale_down(&[3], answer(4, 2)) {
+            ScaleDown::Moving(m) => {
+                assert!(m.contains("moving 4 replica(s) off brokers [3]"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused = plan_scale_down(
+            &[3],
+            Err(tonic::Status::failed_precondition(
+                "topics [\"wide\"] have a replication factor above the 3 brokers",
+            )),
+        );
+        assert!(
+            matches!(refused, ScaleDown::Refused(m) if m.contains("refused") && m.contains("wide"))
+        );
+        let unknown = plan_scale_down(&[3], Err(tonic::Status::unavailable("no controller")));
+        assert!(matches!(unknown, ScaleDown::Refused(m) if m.contains("waits")));
     }
 }

@@ -27,6 +27,8 @@ pub struct ClusterObservation {
     pub rollout: Option<RolloutStatus>,
     /// Why a scale-down was refused, if it was.
     pub scale_down_blocked: Option<String>,
+    /// How far the replicas of the brokers to remove have moved, while they move.
+    pub scale_down_moving: Option<String>,
     /// Active controller reported by the brokers (-1: none); None: not asked or no answer.
     pub controller: Option<i32>,
     /// Under-replicated partitions reported by the brokers; None: not known.
@@ -37,15 +39,17 @@ pub struct ClusterObservation {
 ///
 /// Ready: every broker (of the replicas kept) ready and, when the brokers
 /// answered, a controller elected. Progressing, first match: scale-down
-/// blocked (False, ScaleDownBlocked); a roll halted (False, RollHalted),
+/// blocked (False, ScaleDownBlocked); replicas moving off brokers to remove
+/// (True, Scaling); a roll halted (False, RollHalted),
 /// blocked (True, RollBlocked) or under way (True, RollingUpdate, with the
 /// roll's message); brokers missing (True, Creating for a new StatefulSet,
 /// Scaling when its size changes); outdated pods not rolled yet (True,
 /// RollingUpdate); else False, Reconciled. Degraded: ScaleDownBlocked, else
 /// RollHalted, else UnderReplicated, else AsExpected.
 pub fn plan_cluster_conditions(obs: &ClusterObservation) -> Vec<ConditionUpdate> {
-    let target = match (&obs.scale_down_blocked, obs.previous_replicas) {
-        (Some(_), Some(previous)) => previous,
+    let kept = obs.scale_down_blocked.is_some() || obs.scale_down_moving.is_some();
+    let target = match obs.previous_replicas {
+        Some(previous) if kept => previous,
         _ => obs.brokers,
     };
     let no_controller = obs.controller == Some(-1);
@@ -75,6 +79,13 @@ pub fn plan_cluster_conditions(obs: &ClusterObservation) -> Vec<ConditionUpdate>
             false,
             Reason::ScaleDownBlocked,
             why.clone(),
+        )
+    } else if let Some(progress) = &obs.scale_down_moving {
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            true,
+            Reason::Scaling,
+            progress.clone(),
         )
     } else if let Some(r) = obs
         .rollout

@@ -60,6 +60,7 @@ pub struct ValidatedCluster {
     pub config: ResolvedBrokerConfig,
     pub rack: Option<RackSpec>,
     pub template: PodTemplateOverrides,
+    pub claims_on_scale_down: crate::crd::ClaimPolicy,
 }
 
 /// Checks a MessageCluster and resolves its defaults with the operator's settings.
@@ -162,6 +163,7 @@ pub fn validate_cluster(
             config,
             rack: spec.rack.clone(),
             template: spec.template.clone().unwrap_or_default(),
+            claims_on_scale_down: spec.claims_on_scale_down,
         }),
         _ => Err(problems),
     }
@@ -250,6 +252,7 @@ mod tests {
                 config: BrokerConfig::default(),
                 rack: None,
                 template: None,
+                claims_on_scale_down: Default::default(),
             },
         );
         cluster.metadata.namespace = Some("ns".into());

@@ -40,6 +40,7 @@ fn cluster() -> MessageCluster {
             config: BrokerConfig::default(),
             rack: None,
             template: None,
+            claims_on_scale_down: Default::default(),
         },
     )
 }

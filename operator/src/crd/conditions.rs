@@ -40,7 +40,8 @@ pub enum Reason {
     InvalidSpec,
     /// Progressing=True: the StatefulSet and its pods are being created.
     Creating,
-    /// Progressing=True: `spec.brokers` changed and pods are being added.
+    /// Progressing=True: `spec.brokers` changed: pods are being added, or
+    /// replicas are moving off the brokers being removed.
     Scaling,
     /// Progressing=True: pods run an outdated template and are being restarted one at a time.
     RollingUpdate,
@@ -65,7 +66,9 @@ pub enum Reason {
     RollBlocked,
     /// Progressing=False, Degraded=True: a pod on the new revision does not start; the roll stopped.
     RollHalted,
-    /// Degraded=True: `spec.brokers` went down but the brokers to remove still hold replicas; the StatefulSet keeps its size.
+    /// Progressing=False, Degraded=True: `spec.brokers` went down but the
+    /// replicas cannot all move off the brokers to remove (a topic needs more
+    /// brokers, or the brokers cannot be asked); the StatefulSet keeps its size.
     ScaleDownBlocked,
     /// Ready=False on a Topic: its replication factor exceeds the cluster's broker count.
     InvalidReplicationFactor,

@@ -66,8 +66,9 @@ use super::conditions::{Condition, Time};
 #[serde(rename_all = "camelCase")]
 pub struct MessageClusterSpec {
     /// Number of broker pods. Each broker's node id is its pod ordinal. Scaling
-    /// down is refused by the operator, with a condition, while the brokers to
-    /// remove still hold replicas.
+    /// down first moves every replica off the brokers to remove (the highest
+    /// ordinals), then stops them; it is refused, with a condition naming the
+    /// topics, when a topic's replication factor exceeds the new count.
     #[schemars(range(min = 1, max = 1000))]
     pub brokers: i32,
     /// Broker container image; the operator's `--broker-image` when unset.
@@ -90,6 +91,19 @@ pub struct MessageClusterSpec {
     /// Overrides merged into the broker pod template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplateOverrides>,
+    /// The PersistentVolumeClaims of brokers removed by a scale-down: kept
+    /// (`Retain`, the default: their data stays until someone deletes them)
+    /// or deleted with the pods (`Delete`).
+    #[serde(default)]
+    pub claims_on_scale_down: ClaimPolicy,
+}
+
+/// What happens to a removed broker's volume claim.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ClaimPolicy {
+    #[default]
+    Retain,
+    Delete,
 }
 
 /// Persistent storage of one broker.

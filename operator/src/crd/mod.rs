@@ -13,8 +13,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use message_cluster::{
-    BrokerConfig, BrokerStatus, MessageCluster, MessageClusterSpec, MessageClusterStatus,
-    PodTemplateOverrides, RackSpec, RolloutPhase, RolloutStatus, StorageSpec,
+    BrokerConfig, BrokerStatus, ClaimPolicy, MessageCluster, MessageClusterSpec,
+    MessageClusterStatus, PodTemplateOverrides, RackSpec, RolloutPhase, RolloutStatus, StorageSpec,
 };
 pub use topic::{ClusterRef, DeletionPolicy, Topic, TopicSpec, TopicStatus};
 

@@ -186,6 +186,7 @@ pub(crate) mod tests {
                 config: BrokerConfig::default(),
                 rack: None,
                 template: None,
+                claims_on_scale_down: Default::default(),
             },
         );
         cluster.metadata.namespace = Some("ns".into());

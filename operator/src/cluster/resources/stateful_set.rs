@@ -26,6 +26,7 @@ use crate::cluster::restart::{
     CONFIG_HASH_ANNOTATION, TEMPLATE_RESTART_ANNOTATION, hash_config_map, stamp_template_hash,
 };
 use crate::cluster::validate::ValidatedCluster;
+use crate::crd::ClaimPolicy;
 use crate::settings::AdvertiseMode;
 
 /// Name of the broker container.
@@ -64,11 +65,18 @@ pub fn build_stateful_set(
                 type_: Some("OnDelete".to_owned()),
                 ..StatefulSetUpdateStrategy::default()
             }),
-            // Data outlives pods and scale-downs: PVCs are only deleted on purpose.
+            // Data outlives pods and the cluster: PVCs are deleted only after a
+            // scale-down, and only when `spec.claimsOnScaleDown` says Delete.
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
                     when_deleted: Some("Retain".to_owned()),
-                    when_scaled: Some("Retain".to_owned()),
+                    when_scaled: Some(
+                        match cluster.claims_on_scale_down {
+                            ClaimPolicy::Retain => "Retain",
+                            ClaimPolicy::Delete => "Delete",
+                        }
+                        .to_owned(),
+                    ),
                 },
             ),
             volume_claim_templates: Some(vec![build_volume_claim_template(cluster)]),
