@@ -172,8 +172,14 @@ pub struct Args {
     pub min_insync_replicas: i32,
 
     /// This broker's rack (or zone): replicas of a partition are spread over racks.
-    #[arg(long, env = "TIDEWAY_RACK")]
+    #[arg(long, env = "TIDEWAY_RACK", conflicts_with = "rack_file")]
     pub rack: Option<String>,
+
+    /// Read the rack from this file instead (its trimmed content; empty: no
+    /// rack). The file may appear late (a mounted map the operator fills in):
+    /// the broker waits up to 120 s for it, then stops with an error.
+    #[arg(long, env = "TIDEWAY_RACK_FILE")]
+    pub rack_file: Option<std::path::PathBuf>,
 
     /// host:port other brokers' followers fetch from; defaults to --advertised-address.
     #[arg(long, env = "TIDEWAY_REPLICATION_ADVERTISED_ADDRESS", value_parser = parse_host_port)]
@@ -271,6 +277,36 @@ pub struct BrokerConfig {
     pub controlled_shutdown_timeout: Duration,
     /// `None`: no automatic preferred-leader election.
     pub leader_imbalance_check_interval: Option<Duration>,
+}
+
+/// How long `--rack-file` may take to appear.
+pub const RACK_FILE_WAIT: Duration = Duration::from_secs(120);
+
+/// The rack in `path` (trimmed; empty means none), waiting up to `wait` for
+/// the file to exist. The error names the flag.
+pub fn read_rack_file(path: &std::path::Path, wait: Duration) -> Result<Option<String>, String> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let rack = text.trim();
+                return Ok((!rack.is_empty()).then(|| rack.to_string()));
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "--rack-file {}: cannot read it ({e}) after waiting {}s",
+                    path.display(),
+                    wait.as_secs()
+                ));
+            }
+        }
+    }
 }
 
 impl BrokerConfig {
@@ -416,6 +452,24 @@ mod tests {
         BrokerConfig::from_args(&defaults)
             .validate()
             .expect("defaults are consistent");
+    }
+
+    #[test]
+    fn rack_file_gives_the_rack_and_conflicts_with_rack() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("node-a");
+        std::fs::write(&path, "zone-b\n").expect("write");
+        assert_eq!(
+            read_rack_file(&path, Duration::ZERO),
+            Ok(Some("zone-b".into()))
+        );
+        std::fs::write(&path, "").expect("write");
+        assert_eq!(read_rack_file(&path, Duration::ZERO), Ok(None));
+        let err = read_rack_file(&dir.path().join("missing"), Duration::ZERO).expect_err("missing");
+        assert!(err.contains("--rack-file"), "{err}");
+        let err = Args::try_parse_from(["tideway-broker", "--rack", "a", "--rack-file", "/x"])
+            .expect_err("both");
+        assert!(err.to_string().contains("--rack"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,16 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let config = BrokerConfig::from_args(&args);
+    let mut config = BrokerConfig::from_args(&args);
+    if let Some(path) = &args.rack_file {
+        match tideway_broker::config::read_rack_file(path, tideway_broker::config::RACK_FILE_WAIT) {
+            Ok(rack) => config.rack = rack,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

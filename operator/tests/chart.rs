@@ -270,10 +270,11 @@ fn default_rendering_is_valid_and_carries_the_crds() {
             out.service_accounts,
             out.cluster_roles.len()
         ),
-        (1, 1, 1)
+        (1, 1, 2),
+        "one Deployment, one ServiceAccount, the ClusterRole and the nodes ClusterRole"
     );
     assert_eq!(out.roles.len(), 1, "the leader-election Role");
-    assert_eq!(out.bindings, 2);
+    assert_eq!(out.bindings, 3);
 
     // The chart's CRDs are the Rust types, plus Helm's labels and keep annotation.
     let mut want: Vec<Value> = all_crds()
@@ -319,7 +320,12 @@ fn namespaced_rendering_uses_roles_and_can_skip_crds() {
     .expect("helm template");
     let out = validate_rendering(&yaml);
     assert!(out.crds.is_empty());
-    assert!(out.cluster_roles.is_empty());
+    // Only the nodes ClusterRole (nodes are cluster-scoped): read-only, nodes only.
+    assert_eq!(out.cluster_roles.len(), 1);
+    for rule in out.cluster_roles[0].rules.iter().flatten() {
+        assert_eq!(rule.resources.as_deref(), Some(&["nodes".to_owned()][..]));
+        assert_eq!(rule.verbs, ["get", "list"]);
+    }
     let namespaces: BTreeSet<_> = out
         .roles
         .iter()
@@ -329,7 +335,10 @@ fn namespaced_rendering_uses_roles_and_can_skip_crds() {
         namespaces,
         BTreeSet::from(["team-a".to_owned(), "team-b".to_owned()])
     );
-    assert_eq!(out.bindings, 2);
+    assert_eq!(
+        out.bindings, 3,
+        "a RoleBinding per namespace and the nodes binding"
+    );
     let env = out.deployments[0]
         .spec
         .as_ref()
@@ -401,6 +410,7 @@ fn rbac_is_least_privilege() {
         "/persistentvolumeclaims:list",
         "policy/poddisruptionbudgets:patch",
         "events.k8s.io/events:create",
+        "/nodes:list",
     ] {
         assert!(granted.contains(needed), "missing {needed}");
     }
@@ -409,6 +419,7 @@ fn rbac_is_least_privilege() {
         "/persistentvolumeclaims:delete",
         "apps/statefulsets:delete",
         "/pods:create",
+        "/nodes:patch",
     ] {
         assert!(
             !granted.contains(forbidden),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -173,7 +173,12 @@ pub async fn reconcile_cluster(
         }
     }
 
-    // 3. build and apply
+    // 3. build and apply (with racks, each node's rack first)
+    if let Some(rack) = &validated.rack {
+        validated.node_racks = fetch_node_racks(&ctx, &rack.topology_key)
+            .await
+            .map_err(|source| fetch_error("Nodes", &namespace, &name, source))?;
+    }
     let resources = build_cluster_resources(&validated)?;
     let applied_sts = apply_resources(&ctx, &validated, &resources).await?;
 
@@ -188,13 +193,11 @@ pub async fn reconcile_cluster(
         ],
     )
     .await?;
-    delete_orphans::<ConfigMap>(
-        &ctx,
-        &validated,
-        "ConfigMap",
-        &[validated.config_map_name()],
-    )
-    .await?;
+    let mut config_maps = vec![validated.config_map_name()];
+    if resources.rack_config_map.is_some() {
+        config_maps.push(validated.rack_config_map_name());
+    }
+    delete_orphans::<ConfigMap>(&ctx, &validated, "ConfigMap", &config_maps).await?;
     delete_orphans::<ServiceAccount>(
         &ctx,
         &validated,
@@ -231,7 +234,8 @@ pub async fn reconcile_cluster(
         .is_some_and(|r| r.phase != crate::crd::RolloutPhase::Done);
 
     // 7. status
-    let (controller, under_replicated_partitions) = ask_brokers(&validated, &pods).await;
+    let answers = ask_brokers(&validated, &pods).await;
+    let (controller, under_replicated_partitions) = (answers.controller, answers.under_replicated);
     let ready_brokers = pods.iter().filter(|p| pod_is_ready(p)).count() as i32;
     let outdated_pods: Vec<String> = pods
         .iter()
@@ -249,7 +253,10 @@ pub async fn reconcile_cluster(
         controller,
         under_replicated_partitions,
     };
-    let brokers = build_broker_statuses(&validated, validated.brokers, &pods);
+    let mut brokers = build_broker_statuses(&validated, validated.brokers, &pods);
+    for b in &mut brokers {
+        b.rack = answers.racks.get(&b.id).cloned();
+    }
     let mut status = cluster.status.clone().unwrap_or_default();
     status.ready_brokers = ready_brokers;
     status.controller = controller.filter(|c| *c >= 0);
@@ -321,6 +328,24 @@ fn fetch_error(
         name: name.to_owned(),
         source,
     }
+}
+
+/// Every node's value of `topology_key` ("" when it lacks the label).
+async fn fetch_node_racks(
+    ctx: &Context,
+    topology_key: &str,
+) -> Result<std::collections::BTreeMap<String, String>, kube::Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    Ok(nodes
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|n| {
+            let rack = n.labels().get(topology_key).cloned().unwrap_or_default();
+            (n.name_any(), rack)
+        })
+        .collect())
 }
 
 /// The broker pods of the cluster (by selector labels).
@@ -458,16 +483,32 @@ pub fn removable_brokers(known: &[i32], running: &[i32], wanted: i32) -> Vec<i32
         .collect()
 }
 
-async fn ask_brokers(cluster: &ValidatedCluster, pods: &[Pod]) -> (Option<i32>, Option<usize>) {
+/// What the brokers said for the status; all unknown when none answered.
+#[derive(Default)]
+struct BrokerAnswers {
+    controller: Option<i32>,
+    under_replicated: Option<usize>,
+    /// Each registered broker's rack, when it has one.
+    racks: std::collections::BTreeMap<i32, String>,
+}
+
+async fn ask_brokers(cluster: &ValidatedCluster, pods: &[Pod]) -> BrokerAnswers {
     let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
     if ready.is_empty() {
-        return (None, None);
+        return BrokerAnswers::default();
     }
     let Ok(mut admin) = connect_admin(cluster, &admin_addresses(cluster, &ready)).await else {
-        return (None, None);
+        return BrokerAnswers::default();
     };
+    let mut racks = std::collections::BTreeMap::new();
     let controller = match admin.describe_cluster(DescribeClusterRequest {}).await {
-        Ok(resp) => Some(resp.into_inner().controller_id),
+        Ok(resp) => {
+            let described = resp.into_inner();
+            for b in described.brokers.iter().filter(|b| !b.rack.is_empty()) {
+                racks.insert(b.id, b.rack.clone());
+            }
+            Some(described.controller_id)
+        }
         Err(status) => {
             tracing::debug!(error = %status, "DescribeCluster failed");
             None
@@ -488,7 +529,11 @@ async fn ask_brokers(cluster: &ValidatedCluster, pods: &[Pod]) -> (Option<i32>, 
         ),
         Err(_) => None,
     };
-    (controller, under_replicated)
+    BrokerAnswers {
+        controller,
+        under_replicated,
+        racks,
+    }
 }
 
 /// Server-side apply of one object with the operator's field manager (forcing
@@ -523,7 +568,8 @@ where
 }
 
 /// Applies every resource, in this order:
-/// 1. ServiceAccount and 2. ConfigMap: the pods reference both;
+/// 1. ServiceAccount and 2. ConfigMaps (settings, and the racks map with
+///    `spec.rack`): the pods reference them;
 /// 3. headless Service: pod DNS names must exist before brokers look each other up;
 /// 4. client Service; 5. PodDisruptionBudget: protects pods from the first drain;
 /// 6. StatefulSet last, so new pods find everything they need (returned as applied).
@@ -535,6 +581,9 @@ async fn apply_resources(
     let ns = &cluster.namespace;
     apply_object(ctx, ns, "ServiceAccount", &r.service_account).await?;
     apply_object(ctx, ns, "ConfigMap", &r.config_map).await?;
+    if let Some(racks) = &r.rack_config_map {
+        apply_object(ctx, ns, "ConfigMap", racks).await?;
+    }
     apply_object(ctx, ns, "Service", &r.headless_service).await?;
     apply_object(ctx, ns, "Service", &r.client_service).await?;
     apply_object(ctx, ns, "PodDisruptionBudget", &r.pod_disruption_budget).await?;

@@ -210,6 +210,7 @@ pub fn build_broker_statuses(
                 pod: cluster.pod_name(id),
                 address,
                 ready: pod.is_some_and(pod_is_ready),
+                rack: None,
             }
         })
         .collect()

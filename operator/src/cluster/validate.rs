@@ -3,6 +3,8 @@
 //! unusable. Pure. Problems become an `InvalidSpec` condition, not a retried
 //! error: the spec has to change before another attempt can succeed.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
@@ -61,6 +63,9 @@ pub struct ValidatedCluster {
     pub rack: Option<RackSpec>,
     pub template: PodTemplateOverrides,
     pub claims_on_scale_down: crate::crd::ClaimPolicy,
+    /// With `rack` set: each node's value of the topology key ("" when the
+    /// node lacks the label). Filled in by the reconciler from the Nodes.
+    pub node_racks: BTreeMap<String, String>,
 }
 
 /// Checks a MessageCluster and resolves its defaults with the operator's settings.
@@ -164,6 +169,7 @@ pub fn validate_cluster(
             rack: spec.rack.clone(),
             template: spec.template.clone().unwrap_or_default(),
             claims_on_scale_down: spec.claims_on_scale_down,
+            node_racks: BTreeMap::new(),
         }),
         _ => Err(problems),
     }

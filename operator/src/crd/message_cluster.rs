@@ -287,6 +287,9 @@ pub struct BrokerStatus {
     pub address: String,
     /// Whether the pod is ready.
     pub ready: bool,
+    /// The rack the broker registered with (`spec.rack`: its node's label value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
 }
 
 impl MessageCluster {

@@ -3,8 +3,8 @@
 # MessageCluster demo. A keyed, idempotent, acks=all producer and a consumer group that commits
 # after processing (workload.py) run from the host for the whole section, through:
 #   9a. the restart annotation on the MessageCluster, with the operator pod deleted mid-roll;
-#   9b. a broker default (retentionMs) applied at runtime with no restart, then a resources
-#       change, which rolls;
+#   9b. a broker default (retentionMs) applied at runtime with no restart, then spec.rack,
+#       which rolls and gives each broker its node's zone as rack;
 #   9c. an image that crash-loops: the roll halts after the first broker; a working image resumes it;
 #   9d. a roll blocked by a frozen follower (its container paused through the test cluster's own
 #       containerd): nothing restarts, status names the partitions, and it goes on once thawed.
@@ -125,14 +125,24 @@ if until_true 60 retention_applied && [ "$(events ConfigApplied)" -ge 1 ]; then
 else
     fail "retention not applied: $("$python" "$root/tests/e2e/operator/workload.py" topic-config --bootstrap "$bootstrap" --topic rolling --config retention.ms 2>&1 | tail -2), ConfigApplied events $(events ConfigApplied)"
 fi
+# spec.rack changes the pod template (spread constraint, the node's rack file): it rolls,
+# and each broker comes back registered with its node's zone label as its rack
+node="$("$bin/kubectl" get nodes -o jsonpath='{.items[0].metadata.name}')"
+"$bin/kubectl" label node "$node" topology.kubernetes.io/zone=e2e-zone-a --overwrite >/dev/null
 t0=$SECONDS; w0="$(date +%s.%N)"
-k patch mc demo --type merge -p '{"spec":{"resources":{"requests":{"cpu":"50m","memory":"128Mi"}}}}' >/dev/null
+k patch mc demo --type merge -p '{"spec":{"rack":{"topologyKey":"topology.kubernetes.io/zone"}}}' >/dev/null
+racks_known() { [ "$(k get mc demo -o jsonpath='{.status.brokers[*].rack}')" = "e2e-zone-a e2e-zone-a e2e-zone-a" ]; }
 if until_true 60 rolling && until_true 600 roll_done && all_replaced "${before[@]}" && [ "$(events TemplateChanged)" = 3 ]; then
-    ok "resources change rolled every broker in $((SECONDS - t0)) s (3 TemplateChanged events)"
+    ok "spec.rack rolled every broker in $((SECONDS - t0)) s (3 TemplateChanged events)"
 else
     fail "template roll: $(events TemplateChanged) TemplateChanged events; $(k get mc demo -o jsonpath='{.status.rollout}')"
 fi
 mark template-roll "$w0"
+if until_true 60 racks_known; then
+    ok "every broker registered rack e2e-zone-a, its node's topology.kubernetes.io/zone"
+else
+    fail "racks: $(k get mc demo -o jsonpath='{.status.brokers}')"
+fi
 
 # 9c. a crash-looping image halts the roll after one broker; a working one resumes it
 ctr_ images tag --force docker.io/library/tideway-toolbox:0.1.0 docker.io/library/tideway-broker:e2e-crashloop >/dev/null
@@ -200,3 +210,4 @@ else
     fail "read back: $report $(tail -5 "$work/run.log")"
 fi
 k delete topic rolling --wait=true --timeout=60s >/dev/null || true
+"$bin/kubectl" label node "$node" topology.kubernetes.io/zone- >/dev/null || true

@@ -98,6 +98,23 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
     }
 }
 
+/// Where the broker pods mount the node → rack map.
+pub const RACKS_DIR: &str = "/etc/tideway/racks";
+
+/// With `spec.rack` set, the ConfigMap `<cluster>-racks`: one key per node
+/// (its name), whose value is the node's value of the topology key, empty
+/// when the node lacks it. Each broker pod mounts it and reads its own
+/// node's entry (`--rack-file`), so the broker learns its rack without ever
+/// asking Kubernetes. Not part of the config hash: a new node restarts nothing.
+pub fn build_rack_config_map(cluster: &ValidatedCluster) -> Option<ConfigMap> {
+    cluster.rack.as_ref()?;
+    Some(ConfigMap {
+        metadata: owned_meta(cluster, cluster.rack_config_map_name()),
+        data: Some(cluster.node_racks.clone()),
+        ..ConfigMap::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +147,21 @@ mod tests {
         assert_eq!(dynamic["auto.create.topics.enable"], "false");
         assert_eq!(dynamic["log.retention.ms"], "86400000");
         assert_eq!(dynamic["min.insync.replicas"], "2");
+    }
+
+    #[test]
+    fn the_rack_map_exists_only_with_a_topology_key() {
+        let mut c = validated(&demo_cluster(), &BuildSettings::default());
+        assert!(build_rack_config_map(&c).is_none());
+        c.rack = Some(crate::crd::RackSpec {
+            topology_key: "topology.kubernetes.io/zone".into(),
+        });
+        c.node_racks = BTreeMap::from([
+            ("node-a".to_owned(), "zone-1".to_owned()),
+            ("node-b".to_owned(), String::new()),
+        ]);
+        let cm = build_rack_config_map(&c).expect("racks");
+        assert_eq!(cm.metadata.name.as_deref(), Some("demo-racks"));
+        assert_eq!(cm.data.expect("data")["node-a"], "zone-1");
     }
 }

@@ -43,6 +43,8 @@ pub const COMPONENT_BROKER: &str = "broker";
 pub struct ClusterResources {
     pub service_account: ServiceAccount,
     pub config_map: ConfigMap,
+    /// Node → rack map the brokers read their `--rack` from, when `spec.rack` is set.
+    pub rack_config_map: Option<ConfigMap>,
     pub headless_service: Service,
     pub client_service: Service,
     pub pod_disruption_budget: PodDisruptionBudget,
@@ -76,6 +78,7 @@ pub fn build_cluster_resources(
         client_service: service::build_client_service(cluster),
         pod_disruption_budget: pdb::build_pod_disruption_budget(cluster),
         stateful_set: stateful_set::build_stateful_set(cluster, &config_map)?,
+        rack_config_map: config_map::build_rack_config_map(cluster),
         config_map,
     })
 }
@@ -93,6 +96,10 @@ impl ValidatedCluster {
     pub fn client_service_name(&self) -> String {
         self.name.clone()
     }
+    pub fn rack_config_map_name(&self) -> String {
+        format!("{}-racks", self.name)
+    }
+
     pub fn config_map_name(&self) -> String {
         format!("{}-config", self.name)
     }

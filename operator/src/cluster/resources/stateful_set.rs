@@ -10,14 +10,16 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::config_map::RACKS_DIR;
 use super::{
     ADMIN_PORT, BuildResourcesError, DATA_DIR, HTTP_PORT, KAFKA_PORT, labels, owned_meta,
     selector_labels,
@@ -122,8 +124,8 @@ fn build_pod_template(cluster: &ValidatedCluster, config_hash: &str) -> PodTempl
     };
 
     // Rack awareness spreads brokers over the topology key. ScheduleAnyway keeps
-    // single-zone clusters schedulable. The broker's own --rack (for replica
-    // placement) is not set from the node's label yet.
+    // single-zone clusters schedulable. Each broker reads its --rack from its
+    // node's entry in the `<cluster>-racks` map (`build_rack_config_map`).
     let topology_spread_constraints = cluster.rack.as_ref().map(|rack| {
         vec![TopologySpreadConstraint {
             max_skew: 1,
@@ -167,11 +169,7 @@ fn build_pod_template(cluster: &ValidatedCluster, config_hash: &str) -> PodTempl
             node_selector: overrides.node_selector.clone(),
             topology_spread_constraints,
             containers: vec![build_broker_container(cluster)],
-            volumes: Some(vec![Volume {
-                name: "tmp".to_owned(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            }]),
+            volumes: Some(build_volumes(cluster)),
             ..PodSpec::default()
         }),
     }
@@ -207,18 +205,7 @@ fn build_broker_container(cluster: &ValidatedCluster) -> Container {
         }]),
         env: Some(build_broker_env(cluster)),
         resources: cluster.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.to_owned(),
-                mount_path: DATA_DIR.to_owned(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".to_owned(),
-                mount_path: "/tmp".to_owned(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(build_volume_mounts(cluster)),
         // Log recovery after an unclean stop can take minutes: liveness starts only
         // once the process serves HTTP, for at most 10 minutes of start-up.
         startup_probe: Some(Probe {
@@ -254,8 +241,49 @@ fn build_broker_container(cluster: &ValidatedCluster) -> Container {
     }
 }
 
+/// Name of the volume holding the node → rack map.
+const RACKS_VOLUME: &str = "racks";
+
+fn build_volumes(cluster: &ValidatedCluster) -> Vec<Volume> {
+    let mut volumes = vec![Volume {
+        name: "tmp".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    if cluster.rack.is_some() {
+        volumes.push(Volume {
+            name: RACKS_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cluster.rack_config_map_name(),
+                optional: Some(false),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
+}
+
+fn build_volume_mounts(cluster: &ValidatedCluster) -> Vec<VolumeMount> {
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    };
+    let mut mounts = vec![
+        mount(DATA_VOLUME, DATA_DIR, false),
+        mount("tmp", "/tmp", false),
+    ];
+    if cluster.rack.is_some() {
+        mounts.push(mount(RACKS_VOLUME, RACKS_DIR, true));
+    }
+    mounts
+}
+
 /// Per-pod environment: node id from the pod ordinal and the advertised
-/// address, both through the downward API (no shell in the image).
+/// address, both through the downward API (no shell in the image); with
+/// `spec.rack`, the rack file of the pod's node.
 fn build_broker_env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
     let field = |name: &str, path: &str| EnvVar {
         name: name.to_owned(),
@@ -280,6 +308,13 @@ fn build_broker_env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
         ),
         field("POD_NAME", "metadata.name"),
     ];
+    if cluster.rack.is_some() {
+        env.push(field("NODE_NAME", "spec.nodeName"));
+        env.push(value(
+            "TIDEWAY_RACK_FILE",
+            format!("{RACKS_DIR}/$(NODE_NAME)"),
+        ));
+    }
     // `$(VAR)` refers to a variable defined earlier in this list.
     match cluster.advertise {
         AdvertiseMode::PodDns => env.push(value(
@@ -505,6 +540,21 @@ mod tests {
         );
         let spread = &pod.topology_spread_constraints.as_ref().expect("spread")[0];
         assert_eq!(spread.topology_key, "topology.kubernetes.io/zone");
+        // The broker reads its rack from its node's entry of the racks map.
+        let env = env_of(&sts);
+        assert_eq!(
+            env["TIDEWAY_RACK_FILE"].value.as_deref(),
+            Some("/etc/tideway/racks/$(NODE_NAME)")
+        );
+        assert!(env.contains_key("NODE_NAME"));
+        let racks = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "racks")
+            .and_then(|v| v.config_map.as_ref())
+            .expect("racks volume");
+        assert_eq!(racks.name, "demo-racks");
         let container = &pod.containers[0];
         assert_eq!(
             container.image.as_deref(),
