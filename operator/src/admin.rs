@@ -94,6 +94,21 @@ pub async fn connect_admin(
     })
 }
 
+/// A client to any Ready broker of the cluster; None when no pod is Ready
+/// or none of them answers (callers retry on the next reconcile).
+pub async fn connect_ready_admin(
+    cluster: &ValidatedCluster,
+    pods: &[Pod],
+) -> Option<AdminClient<Channel>> {
+    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
+    if ready.is_empty() {
+        return None;
+    }
+    connect_admin(cluster, &admin_addresses(cluster, &ready))
+        .await
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::metrics::Metrics;
 use crate::settings::OperatorSettings;
@@ -50,6 +51,27 @@ impl Context {
         let n = failures.entry(key.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
         backoff_after(*n)
+    }
+
+    /// Records an Event on `object`. Best effort: a failure is logged, not returned.
+    pub async fn publish_event(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        action: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, object).await {
+            tracing::warn!(object = ?object.name, reason, error = %err, "could not publish an event");
+        }
     }
 
     /// Forgets the failures of `key` after a successful reconcile.

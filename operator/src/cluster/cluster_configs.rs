@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use tideway_admin_api::v1::{AlterClusterConfigsRequest, DescribeClusterRequest};
 
 use super::resources::config_map::build_cluster_configs;
 use super::validate::ValidatedCluster;
-use crate::admin::{admin_addresses, connect_admin, pod_is_ready};
+use crate::admin::connect_ready_admin;
 use crate::context::Context;
 use crate::crd::MessageCluster;
 
@@ -40,11 +40,7 @@ pub async fn apply_cluster_configs(
     validated: &ValidatedCluster,
     pods: &[Pod],
 ) {
-    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
-    if ready.is_empty() {
-        return;
-    }
-    let Ok(mut admin) = connect_admin(validated, &admin_addresses(validated, &ready)).await else {
+    let Some(mut admin) = connect_ready_admin(validated, pods).await else {
         return;
     };
     let Ok(described) = admin.describe_cluster(DescribeClusterRequest {}).await else {
@@ -69,18 +65,14 @@ pub async fn apply_cluster_configs(
     match admin.alter_cluster_configs(request).await {
         Ok(_) => {
             tracing::info!(cluster = %validated.name, %note, "broker defaults applied at runtime");
-            let event = KubeEvent {
-                type_: EventType::Normal,
-                reason: "ConfigApplied".to_owned(),
-                note: Some(format!(
-                    "applied to the running brokers, no restart: {note}"
-                )),
-                action: "AlterClusterConfigs".to_owned(),
-                secondary: None,
-            };
-            if let Err(err) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-                tracing::warn!(cluster = %validated.name, error = %err, "could not publish an event");
-            }
+            ctx.publish_event(
+                &cluster.object_ref(&()),
+                EventType::Normal,
+                "ConfigApplied",
+                format!("applied to the running brokers, no restart: {note}"),
+                "AlterClusterConfigs",
+            )
+            .await;
         }
         Err(status) => {
             tracing::warn!(cluster = %validated.name, error = %status, "AlterClusterConfigs failed")

@@ -31,7 +31,9 @@ use super::status::{
     ClusterObservation, bootstrap_servers, build_broker_statuses, plan_cluster_conditions,
 };
 use super::validate::{ValidatedCluster, invalid_spec_conditions, validate_cluster};
-use crate::admin::{admin_addresses, connect_admin, pod_is_ready, pod_ordinal};
+use crate::admin::{
+    admin_addresses, connect_admin, connect_ready_admin, pod_is_ready, pod_ordinal,
+};
 use crate::context::{Context, FIELD_MANAGER, SLOW_REQUEUE};
 use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason, set_condition};
 use crate::crd::{MessageCluster, MessageClusterStatus};
@@ -436,11 +438,7 @@ pub fn plan_scale_down(
 /// follows the new size. The broker refuses while one still runs or holds
 /// replicas; every reconcile tries again.
 async fn forget_removed_brokers(cluster: &ValidatedCluster, pods: &[Pod]) {
-    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
-    if ready.is_empty() {
-        return;
-    }
-    let Ok(mut admin) = connect_admin(cluster, &admin_addresses(cluster, &ready)).await else {
+    let Some(mut admin) = connect_ready_admin(cluster, pods).await else {
         return;
     };
     let Ok(described) = admin.describe_cluster(DescribeClusterRequest {}).await else {
@@ -493,11 +491,7 @@ struct BrokerAnswers {
 }
 
 async fn ask_brokers(cluster: &ValidatedCluster, pods: &[Pod]) -> BrokerAnswers {
-    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
-    if ready.is_empty() {
-        return BrokerAnswers::default();
-    }
-    let Ok(mut admin) = connect_admin(cluster, &admin_addresses(cluster, &ready)).await else {
+    let Some(mut admin) = connect_ready_admin(cluster, pods).await else {
         return BrokerAnswers::default();
     };
     let mut racks = std::collections::BTreeMap::new();

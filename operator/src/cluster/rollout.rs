@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tideway_admin_api::AdminClient;
 use tideway_admin_api::v1::{
@@ -29,7 +29,7 @@ use super::restart::{
 };
 use super::roll::{Action, BrokerView, Progress, Quorum, Risk, Stuck, plan_roll};
 use super::validate::ValidatedCluster;
-use crate::admin::{admin_addresses, connect_admin, pod_is_ready, pod_ordinal};
+use crate::admin::{connect_ready_admin, pod_is_ready, pod_ordinal};
 use crate::context::Context;
 use crate::crd::{MessageCluster, RolloutPhase, RolloutStatus};
 
@@ -141,9 +141,7 @@ pub async fn reconcile_rollout(
     let facts = fetch_broker_facts(validated, pods, &target).await;
     let mut views = build_views(validated, pods, &target, &facts);
     let mut admin = if facts.answered {
-        connect_admin(validated, &admin_addresses(validated, pods))
-            .await
-            .ok()
+        connect_ready_admin(validated, pods).await
     } else {
         None
     };
@@ -442,11 +440,7 @@ pub fn pod_stuck(pod: &Pod) -> Option<Stuck> {
 /// empty (brokers count as not alive, risks as unknown).
 async fn fetch_broker_facts(cluster: &ValidatedCluster, pods: &[Pod], target: &str) -> BrokerFacts {
     let mut facts = BrokerFacts::default();
-    let ready: Vec<Pod> = pods.iter().filter(|p| pod_is_ready(p)).cloned().collect();
-    if ready.is_empty() {
-        return facts;
-    }
-    let Ok(mut admin) = connect_admin(cluster, &admin_addresses(cluster, &ready)).await else {
+    let Some(mut admin) = connect_ready_admin(cluster, pods).await else {
         return facts;
     };
     let Ok(described) = admin.describe_cluster(DescribeClusterRequest {}).await else {
@@ -482,7 +476,7 @@ async fn fetch_broker_facts(cluster: &ValidatedCluster, pods: &[Pod], target: &s
             return facts;
         }
     }
-    for pod in &ready {
+    for pod in pods.iter().filter(|p| pod_is_ready(p)) {
         let Some(id) = pod_ordinal(cluster, pod) else {
             continue;
         };
@@ -588,16 +582,14 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = KubeEvent {
+    ctx.publish_event(
+        &cluster.object_ref(&()),
         type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "RollingRestart".to_owned(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-        tracing::warn!(cluster = %cluster.name_any(), error = %err, "could not publish an event");
-    }
+        reason,
+        note,
+        "RollingRestart",
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Resource, ResourceExt};
 use tideway_admin_api::v1::{DeleteTopicRequest, DescribeTopicRequest, TopicDescription};
@@ -441,16 +441,8 @@ async fn patch_status_if_changed(
 }
 
 async fn publish_event(ctx: &Context, topic: &Topic, type_: EventType, reason: &str, note: String) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &topic.object_ref(&())).await {
-        tracing::warn!(topic = %key(topic), error = %err, "could not publish an event");
-    }
+    ctx.publish_event(&topic.object_ref(&()), type_, reason, note, "Reconcile")
+        .await;
 }
 
 #[cfg(test)]
