@@ -17,13 +17,14 @@ pub fn plan_restart(broker: i32, partitions: &[PartitionState]) -> RestartRiskRe
         safe: true,
         ..Default::default()
     };
-    let mut never_safe = 0;
+    let mut never_safe = 0usize;
     for p in partitions.iter().filter(|p| p.replicas.contains(&broker)) {
         let rf = p.replicas.len() as i32;
         let isr = p.isr.len() as i32;
         let in_isr = p.isr.contains(&broker);
         if rf <= p.min_insync_replicas {
             never_safe += 1;
+            out.never_safe.push(p.clone());
             if p.leader == broker && !p.isr.iter().any(|&r| r != broker) {
                 out.would_go_offline.push(p.clone());
             }
@@ -106,6 +107,7 @@ mod tests {
         let r = plan_restart(0, &[p(&[0], &[0], 0, 1)]);
         assert!(r.safe, "{}", r.reason);
         assert_eq!(r.would_go_offline.len(), 1);
+        assert_eq!(r.never_safe.len(), 1);
         assert!(r.reason.contains("do not block"));
     }
 

@@ -89,6 +89,9 @@ pub struct Risk {
     pub safe: bool,
     /// `topic-N` of the partitions that would go under min-ISR or offline.
     pub blocking: Vec<String>,
+    /// `topic-N` of the partitions whose replication factor is at most their
+    /// min-ISR: no restart keeps them writable, so they never block (reported).
+    pub never_safe: Vec<String>,
 }
 
 /// The metadata quorum (DescribeCluster).
@@ -341,7 +344,7 @@ mod tests {
             replica_sets: 6,
             risk: Some(Risk {
                 safe: true,
-                blocking: vec![],
+                ..Risk::default()
             }),
         }
     }
@@ -496,6 +499,7 @@ mod tests {
         brokers[0].risk = Some(Risk {
             safe: false,
             blocking: vec!["t-0".into()],
+            ..Risk::default()
         });
         assert_eq!(
             plan_roll(&brokers, &quorum(0), &progress()),
@@ -531,6 +535,7 @@ mod tests {
         brokers[0].risk = Some(Risk {
             safe: false,
             blocking: vec!["orders-1".into()],
+            ..Risk::default()
         });
         match plan_roll(&brokers, &quorum(0), &progress()) {
             Action::Blocked {
@@ -563,6 +568,7 @@ mod tests {
         brokers[1].risk = Some(Risk {
             safe: false,
             blocking: vec!["orders-3".into()],
+            ..Risk::default()
         });
         // 1 is unsafe, 2 is next (0 leads the quorum and goes last).
         assert_eq!(
@@ -573,6 +579,7 @@ mod tests {
             b.risk = Some(Risk {
                 safe: false,
                 blocking: vec![format!("orders-{}", b.id)],
+                ..Risk::default()
             });
         }
         match plan_roll(&brokers, &quorum(0), &progress()) {
@@ -587,7 +594,14 @@ mod tests {
     fn partitions_with_rf_at_most_min_isr_never_block() {
         // The broker reports them apart and answers safe (RestartRisk.safe):
         // such a partition can never lose a replica safely, so it must not stop every roll.
-        let brokers = three([OLD, OLD, OLD]);
+        let mut brokers = three([OLD, OLD, OLD]);
+        for b in &mut brokers {
+            b.risk = Some(Risk {
+                safe: true,
+                never_safe: vec!["single-0".into()],
+                ..Risk::default()
+            });
+        }
         assert_eq!(
             plan_roll(&brokers, &quorum(0), &progress()),
             Action::Drain(1)

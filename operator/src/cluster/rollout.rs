@@ -139,6 +139,15 @@ pub async fn reconcile_rollout(
     let was_done = rollout.phase == RolloutPhase::Done;
     // 3.
     let facts = fetch_broker_facts(validated, pods, &target).await;
+    // Reported, never blocking: partitions no restart keeps writable.
+    let unprotected: BTreeSet<String> = facts
+        .risks
+        .values()
+        .flat_map(|r| r.never_safe.iter().cloned())
+        .collect();
+    if !unprotected.is_empty() || facts.answered {
+        rollout.unprotected_partitions = unprotected.into_iter().collect();
+    }
     let mut views = build_views(validated, pods, &target, &facts);
     let mut admin = if facts.answered {
         connect_ready_admin(validated, pods).await
@@ -501,11 +510,17 @@ async fn ask_risk(admin: &mut AdminClient<Channel>, broker: i32, risks: &mut BTr
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
+            let never_safe = r
+                .never_safe
+                .iter()
+                .map(|p| format!("{}-{}", p.topic, p.partition))
+                .collect();
             risks.insert(
                 broker,
                 Risk {
                     safe: r.safe,
                     blocking,
+                    never_safe,
                 },
             );
         }

@@ -231,6 +231,11 @@ pub struct RolloutStatus {
     /// The step in progress, in words.
     #[serde(default)]
     pub message: String,
+    /// Partitions on the brokers being rolled whose replication factor is at
+    /// most their min-ISR: no restart keeps them writable for acks=all, so
+    /// they do not block the roll (raise their replication factor).
+    #[serde(default)]
+    pub unprotected_partitions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     /// When `phase` last changed (the drain of a broker is bounded from here).
