@@ -7,10 +7,9 @@
 # deleted; a replication factor change completes; a topic deleted behind the operator's back
 # comes back (Event DriftRepaired); the operator restarted mid-reconcile converges; two
 # operator replicas never both act; deletionPolicy Delete deletes the Kafka topic, Retain
-# keeps it; scaling up to 4 adds a broker to the quorum and restarts no other, scaling back
-# down is refused while a topic needs four brokers, then moves broker 3's replicas away,
-# removes it from the cluster and deletes its volume claim (claimsOnScaleDown); then the
-# rolling restarts of tests/e2e/operator/roll.sh run with clients producing and consuming.
+# keeps it; then tests/e2e/operator/roll.sh, with clients producing and consuming throughout:
+# rolling restarts, and scaling up to 4 (no broker restarts) and back down to 3 (replicas
+# moved off broker 3 first).
 # Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
 # tests/cluster/test.sh with TIDEWAY_OPERATOR_E2E=1).
 set -euo pipefail
@@ -198,69 +197,7 @@ if until_true 60 gone; then ok "deletionPolicy Delete removed the Kafka topic"; 
 k delete topic audit --wait=true --timeout=60s >/dev/null
 if on_broker audit; then ok "deletionPolicy Retain kept the Kafka topic"; else fail "audit deleted despite Retain"; fi
 
-# 8. scaling up adds a broker that joins the quorum and restarts no other; scaling down refuses
-# while it holds replicas
-uids_before="$(k get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.uid} {end}')"
-k patch mc demo --type merge -p '{"spec":{"brokers":4}}' >/dev/null
-four_ready() {
-    [ "$(k get mc demo -o jsonpath='{.status.readyBrokers}')" = 4 ] \
-        && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 4 ]
-}
-if until_true 240 four_ready; then ok "scaled up to 4 brokers: the new one joined the cluster"; else fail "scale up: $(k get mc demo -o jsonpath='{.status}')"; k get pods -o wide || true; fi
-restarted=0
-for uid in $uids_before; do k get pods -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | grep -qx "$uid" || restarted=$((restarted + 1)); done
-if [ "$restarted" = 0 ] && [ -z "$(k get mc demo -o jsonpath='{.status.rollout}')" ]; then
-    ok "scaling 3 -> 4 restarted none of the 3 brokers (no roll)"
-else
-    fail "scaling 3 -> 4: $restarted pods restarted, rollout $(k get mc demo -o jsonpath='{.status.rollout}')"
-fi
-topic wide4 Delete 4 2
-if k wait --for=condition=Ready topic/wide4 --timeout=120s >/dev/null; then ok "a replication factor 4 topic on 4 brokers is Ready"; else fail "wide4: $(k get topic wide4 -o jsonpath='{.status.conditions}')"; fi
-# a topic spread over all four brokers, with records, must survive the scale-down
-k apply -f - >/dev/null <<Y
-apiVersion: tideway.dev/v1alpha1
-kind: Topic
-metadata: {name: spread}
-spec: {clusterRef: {name: demo}, partitions: 4, replicationFactor: 3, minInSyncReplicas: 2, deletionPolicy: Delete}
-Y
-on_broker_3() { kcat -b "$bootstrap" -L -t spread -m 5 2>/dev/null | grep -q 'replicas: \([0-9],\)*3'; }
-if k wait --for=condition=Ready topic/spread --timeout=120s >/dev/null && until_true 60 on_broker_3; then
-    ok "topic spread has replicas on broker 3"
-else
-    fail "spread: $(kcat -b "$bootstrap" -L -t spread 2>&1 | tail -5)"
-fi
-seq 1 400 | sed 's/^/s/' | kcat -b "$bootstrap" -P -t spread -X acks=all -X message.timeout.ms=120000
-spread_count() { kcat -b "$bootstrap" -C -t spread -o beginning -e -q -m 30 2>/dev/null | grep -c '^s'; }
-k patch mc demo --type merge -p '{"spec":{"brokers":3,"claimsOnScaleDown":"Delete"}}' >/dev/null
-blocked() { [ "$(k get mc demo -o jsonpath='{.status.conditions[?(@.type=="Progressing")].reason}')" = ScaleDownBlocked ]; }
-if until_true 60 blocked && [ "$(k get statefulset demo -o jsonpath='{.spec.replicas}')" = 4 ] \
-    && k get mc demo -o jsonpath='{.status.conditions[?(@.type=="Progressing")].message}' | grep -q wide4; then
-    ok "scale down refused while topic wide4 needs 4 brokers (ScaleDownBlocked names it; nothing moved)"
-else
-    fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}')"
-fi
-
-# without wide4, the replicas on broker 3 move to the other brokers first, then it goes
-k delete topic wide4 --wait=true --timeout=60s >/dev/null || true
-three_again() {
-    [ "$(k get statefulset demo -o jsonpath='{.spec.replicas}')" = 3 ] \
-        && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 3 ]
-}
-if until_true 240 three_again; then ok "scaled down to 3: broker 3's replicas moved away, then it left the cluster"; else fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}') $(kcat -b "$bootstrap" -L -m 5 2>&1 | grep broker)"; fi
-spread_moved() {
-    local md; md="$(kcat -b "$bootstrap" -L -t spread -m 5 2>/dev/null)"
-    [ "$(echo "$md" | grep -c 'isrs: [0-2],[0-2],[0-2]$')" = 4 ] && ! echo "$md" | grep -q 'replicas: \([0-9],\)*3'
-}
-if until_true 60 spread_moved && [ "$(spread_count)" = 400 ]; then
-    ok "spread: RF 3 in sync on brokers 0-2, all 400 records readable"
-else
-    fail "spread after the scale-down: $(spread_count) records; $(kcat -b "$bootstrap" -L -t spread 2>&1 | tail -5)"
-fi
-claim_gone() { ! k get pvc data-demo-3 >/dev/null 2>&1; }
-if until_true 60 claim_gone; then ok "claimsOnScaleDown Delete: broker 3's volume claim was deleted"; else fail "pvc data-demo-3 still there"; fi
-k delete topic spread --wait=true --timeout=60s >/dev/null || true
-
-# 9-10. rolling restarts with clients running (issue 14)
+# 8-10. rolling restarts and scaling with clients running (issue 14)
 bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
 # shellcheck source=tests/e2e/operator/roll.sh
 . "$root/tests/e2e/operator/roll.sh"

@@ -7,7 +7,9 @@
 #       which rolls and gives each broker its node's zone as rack;
 #   9c. an image that crash-loops: the roll halts after the first broker; a working image resumes it;
 #   9d. a roll blocked by a frozen follower (its container paused through the test cluster's own
-#       containerd): nothing restarts, status names the partitions, and it goes on once thawed.
+#       containerd): nothing restarts, status names the partitions, and it goes on once thawed;
+#   9e. scaling 3 -> 4 (no broker restarts) -> 3: refused while a topic needs four brokers,
+#       then broker 3's replicas move away, it leaves, its volume claim is deleted.
 # Then the topic is read back: every acknowledged record exactly once in per-key order, committed
 # offsets never went back, no producer error reached the application. Timings and duplicate
 # counts are printed for docs/operations.md.
@@ -198,6 +200,73 @@ else
 fi
 mark frozen-follower-and-blocked-roll "$w0"
 
+# 9e. with the workload still running: scaling up adds a broker that joins the quorum and
+# restarts no other; scaling down is refused while a topic needs four brokers, then moves
+# broker 3's replicas away before removing it
+bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
+w0="$(date +%s.%N)"
+uids_before="$(k get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.uid} {end}')"
+k patch mc demo --type merge -p '{"spec":{"brokers":4}}' >/dev/null
+four_ready() {
+    [ "$(k get mc demo -o jsonpath='{.status.readyBrokers}')" = 4 ] \
+        && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 4 ]
+}
+if until_true 240 four_ready; then ok "scaled up to 4 brokers: the new one joined the cluster"; else fail "scale up: $(k get mc demo -o jsonpath='{.status}')"; k get pods -o wide || true; fi
+restarted=0
+for uid in $uids_before; do k get pods -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | grep -qx "$uid" || restarted=$((restarted + 1)); done
+if [ "$restarted" = 0 ] && [ "$(rollout phase)" = Done ]; then
+    ok "scaling 3 -> 4 restarted none of the 3 brokers (no roll)"
+else
+    fail "scaling 3 -> 4: $restarted pods restarted, rollout $(k get mc demo -o jsonpath='{.status.rollout}')"
+fi
+topic wide4 Delete 4 2
+if k wait --for=condition=Ready topic/wide4 --timeout=120s >/dev/null; then ok "a replication factor 4 topic on 4 brokers is Ready"; else fail "wide4: $(k get topic wide4 -o jsonpath='{.status.conditions}')"; fi
+# a topic spread over all four brokers, with records, must survive the scale-down
+k apply -f - >/dev/null <<Y
+apiVersion: tideway.dev/v1alpha1
+kind: Topic
+metadata: {name: spread}
+spec: {clusterRef: {name: demo}, partitions: 4, replicationFactor: 3, minInSyncReplicas: 2, deletionPolicy: Delete}
+Y
+on_broker_3() { kcat -b "$bootstrap" -L -t spread -m 5 2>/dev/null | grep -q 'replicas: \([0-9],\)*3'; }
+if k wait --for=condition=Ready topic/spread --timeout=120s >/dev/null && until_true 60 on_broker_3; then
+    ok "topic spread has replicas on broker 3"
+else
+    fail "spread: $(kcat -b "$bootstrap" -L -t spread 2>&1 | tail -5)"
+fi
+seq 1 400 | sed 's/^/s/' | kcat -b "$bootstrap" -P -t spread -X acks=all -X message.timeout.ms=120000
+spread_count() { kcat -b "$bootstrap" -C -t spread -o beginning -e -q -m 30 2>/dev/null | grep -c '^s'; }
+k patch mc demo --type merge -p '{"spec":{"brokers":3,"claimsOnScaleDown":"Delete"}}' >/dev/null
+blocked() { [ "$(k get mc demo -o jsonpath='{.status.conditions[?(@.type=="Progressing")].reason}')" = ScaleDownBlocked ]; }
+if until_true 60 blocked && [ "$(k get statefulset demo -o jsonpath='{.spec.replicas}')" = 4 ] \
+    && k get mc demo -o jsonpath='{.status.conditions[?(@.type=="Progressing")].message}' | grep -q wide4; then
+    ok "scale down refused while topic wide4 needs 4 brokers (ScaleDownBlocked names it; nothing moved)"
+else
+    fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}')"
+fi
+
+# without wide4, the replicas on broker 3 move to the other brokers first, then it goes
+k delete topic wide4 --wait=true --timeout=60s >/dev/null || true
+three_again() {
+    [ "$(k get statefulset demo -o jsonpath='{.spec.replicas}')" = 3 ] \
+        && [ "$(kcat -b "$bootstrap" -L -m 5 2>/dev/null | grep -c '^  broker ')" = 3 ]
+}
+if until_true 240 three_again; then ok "scaled down to 3: broker 3's replicas moved away, then it left the cluster"; else fail "scale down: $(k get mc demo -o jsonpath='{.status.conditions}') $(kcat -b "$bootstrap" -L -m 5 2>&1 | grep broker)"; fi
+spread_moved() {
+    local md; md="$(kcat -b "$bootstrap" -L -t spread -m 5 2>/dev/null)"
+    [ "$(echo "$md" | grep -c 'isrs: [0-2],[0-2],[0-2]$')" = 4 ] && ! echo "$md" | grep -q 'replicas: \([0-9],\)*3'
+}
+if until_true 60 spread_moved && [ "$(spread_count)" = 400 ]; then
+    ok "spread: RF 3 in sync on brokers 0-2, all 400 records readable"
+else
+    fail "spread after the scale-down: $(spread_count) records; $(kcat -b "$bootstrap" -L -t spread 2>&1 | tail -5)"
+fi
+claim_gone() { ! k get pvc data-demo-3 >/dev/null 2>&1; }
+if until_true 60 claim_gone; then ok "claimsOnScaleDown Delete: broker 3's volume claim was deleted"; else fail "pvc data-demo-3 still there"; fi
+k delete topic spread --wait=true --timeout=60s >/dev/null || true
+
+mark scale-3-4-3 "$w0"
+
 # 10. the workload stops; the topic is read back (through the pods' new addresses)
 touch "$work/stop"
 bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
@@ -205,7 +274,7 @@ kill "$watcher" 2>/dev/null || true
 wait "$watcher" 2>/dev/null || true
 wait "$workload" 2>/dev/null || true
 if report="$("$python" "$root/tests/e2e/operator/workload.py" verify --bootstrap "$bootstrap" --topic rolling --group rolling-consumers --out "$work" 2>&1)"; then
-    ok "after four rolls: every acknowledged record exactly once, in per-key order; commits never went back; $report"
+    ok "after the rolls and the scaling: every acknowledged record exactly once, in per-key order; commits never went back; $report"
 else
     fail "read back: $report $(tail -5 "$work/run.log")"
 fi
