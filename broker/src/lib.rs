@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod http;
 pub mod idempotence;
 pub mod log;
+pub mod logging;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;

@@ -4,6 +4,8 @@
 use clap::Parser;
 use tideway_broker::config::{Args, BrokerConfig};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
@@ -14,10 +16,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // The filter is reloadable: admin SetLogFilter changes it at runtime.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    tideway_broker::logging::install(
+        &args.log,
+        Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())),
+    );
     let mut config = BrokerConfig::from_args(&args);
     if let Some(path) = &args.rack_file {
         match tideway_broker::config::read_rack_file(path, tideway_broker::config::RACK_FILE_WAIT) {

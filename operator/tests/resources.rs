@@ -41,6 +41,7 @@ fn demo() -> MessageCluster {
             }),
             template: None,
             claims_on_scale_down: Default::default(),
+            log_level: None,
         },
     );
     cluster.metadata.namespace = Some("default".into());

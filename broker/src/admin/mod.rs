@@ -207,6 +207,24 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn set_log_filter(
+        &self,
+        r: Request<SetLogFilterRequest>,
+    ) -> Result<Response<SetLogFilterResponse>, Status> {
+        use crate::logging::SetLogFilterError;
+        let filter = r.into_inner().filter;
+        let changed = crate::logging::set(&filter).map_err(|e| match e {
+            SetLogFilterError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+            SetLogFilterError::NotReloadable | SetLogFilterError::Reload(_) => {
+                Status::failed_precondition(e.to_string())
+            }
+        })?;
+        Ok(Response::new(SetLogFilterResponse {
+            changed,
+            filter: crate::logging::current(),
+        }))
+    }
+
     /// Validates every entry (INVALID_ARGUMENT naming it), then commits the
     /// complete new set; an unchanged set commits nothing.
     async fn alter_cluster_configs(

@@ -290,3 +290,34 @@ async fn cluster_configs_change_defaults_at_runtime() {
             .retention_ms
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_filter_is_checked_and_needs_a_reloadable_subscriber() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = tideway_broker::start(BrokerConfig::for_tests(dir.path().to_path_buf()))
+        .await
+        .expect("start");
+    let mut admin = AdminClient::connect(format!("http://{}", running.admin_addr))
+        .await
+        .expect("connect");
+    let err = admin
+        .set_log_filter(SetLogFilterRequest {
+            filter: "tideway_broker=loud".into(),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("tideway_broker=loud"),
+        "{}",
+        err.message()
+    );
+    // A broker embedded in a test has no reloadable filter (tideway-broker installs one).
+    let err = admin
+        .set_log_filter(SetLogFilterRequest {
+            filter: "debug".into(),
+        })
+        .await
+        .expect_err("not reloadable");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}

@@ -1,6 +1,7 @@
-//! Broker defaults applied at runtime: `spec.config` becomes the brokers'
+//! Broker settings applied at runtime: `spec.config` becomes the brokers'
 //! cluster-wide dynamic configs (admin AlterClusterConfigs, kept in the
-//! metadata quorum), so changing them restarts no broker. What the brokers
+//! metadata quorum) and `spec.logLevel` each broker's log filter (admin
+//! SetLogFilter), so changing them restarts no broker. What the brokers
 //! should hold is built in `resources::config_map::build_cluster_configs`;
 //! this module compares it with what they hold and writes the difference.
 
@@ -8,12 +9,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use tideway_admin_api::v1::{AlterClusterConfigsRequest, DescribeClusterRequest};
+use tideway_admin_api::v1::{
+    AlterClusterConfigsRequest, DescribeClusterRequest, SetLogFilterRequest,
+};
 
 use super::resources::config_map::build_cluster_configs;
 use super::validate::ValidatedCluster;
-use crate::admin::connect_ready_admin;
+use crate::admin::{admin_addresses, connect_admin, connect_ready_admin, pod_is_ready};
 use crate::context::Context;
 use crate::crd::MessageCluster;
 
@@ -77,6 +81,48 @@ pub async fn apply_cluster_configs(
         Err(status) => {
             tracing::warn!(cluster = %validated.name, error = %status, "AlterClusterConfigs failed")
         }
+    }
+}
+
+/// Best effort, every reconcile: sets `spec.logLevel` on every Ready broker
+/// (admin SetLogFilter; a no-op where it is already in force), with one
+/// Event when any broker changed.
+pub async fn apply_log_filter(
+    ctx: &Context,
+    cluster: &MessageCluster,
+    validated: &ValidatedCluster,
+    pods: &[Pod],
+) {
+    let mut changed = Vec::new();
+    for pod in pods.iter().filter(|p| pod_is_ready(p)) {
+        let addresses = admin_addresses(validated, std::slice::from_ref(pod));
+        let Ok(mut admin) = connect_admin(validated, &addresses).await else {
+            continue;
+        };
+        let request = SetLogFilterRequest {
+            filter: validated.log_level.clone(),
+        };
+        match admin.set_log_filter(request).await {
+            Ok(r) if r.get_ref().changed => changed.push(pod.name_any()),
+            Ok(_) => {}
+            Err(status) => {
+                tracing::warn!(cluster = %validated.name, pod = %pod.name_any(), error = %status, "SetLogFilter failed")
+            }
+        }
+    }
+    if !changed.is_empty() {
+        ctx.publish_event(
+            &cluster.object_ref(&()),
+            EventType::Normal,
+            "LogLevelApplied",
+            format!(
+                "log filter {:?} set on {} with no restart",
+                validated.log_level,
+                changed.join(", ")
+            ),
+            "SetLogFilter",
+        )
+        .await;
     }
 }
 

@@ -222,6 +222,7 @@ pub async fn reconcile_cluster(
 
     // 6. broker defaults at runtime, then the roll
     super::cluster_configs::apply_cluster_configs(&ctx, &cluster, &validated, &pods).await;
+    super::cluster_configs::apply_log_filter(&ctx, &cluster, &validated, &pods).await;
     let rollout = super::rollout::reconcile_rollout(
         &ctx,
         &cluster,

@@ -241,6 +241,7 @@ mod tests {
         cluster.spec.config.default_partitions = Some(12);
         cluster.spec.config.min_in_sync_replicas = Some(1);
         cluster.spec.config.auto_create_topics = Some(false);
+        cluster.spec.log_level = Some("debug".into());
         assert!(!needs_restart(&desired(&cluster), &pod_from(&old)));
     }
 

@@ -63,6 +63,8 @@ pub struct ValidatedCluster {
     pub rack: Option<RackSpec>,
     pub template: PodTemplateOverrides,
     pub claims_on_scale_down: crate::crd::ClaimPolicy,
+    /// `spec.logLevel`, checked to parse as the broker parses `--log`.
+    pub log_level: String,
     /// With `rack` set: each node's value of the topology key ("" when the
     /// node lacks the label). Filled in by the reconciler from the Nodes.
     pub node_racks: BTreeMap<String, String>,
@@ -125,6 +127,14 @@ pub fn validate_cluster(
         ));
     }
 
+    let log_level = spec.log_level.clone().unwrap_or_else(|| "info".to_owned());
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+        problems.push(problem(
+            "spec.logLevel",
+            format!("{log_level:?} is not a log filter the broker accepts: {e}"),
+        ));
+    }
+
     let config = resolve_config(cluster);
     let brokers = spec.brokers.max(1);
     if config.default_replication_factor > brokers {
@@ -169,6 +179,7 @@ pub fn validate_cluster(
             rack: spec.rack.clone(),
             template: spec.template.clone().unwrap_or_default(),
             claims_on_scale_down: spec.claims_on_scale_down,
+            log_level,
             node_racks: BTreeMap::new(),
         }),
         _ => Err(problems),
@@ -259,6 +270,7 @@ mod tests {
                 rack: None,
                 template: None,
                 claims_on_scale_down: Default::default(),
+                log_level: None,
             },
         );
         cluster.metadata.namespace = Some("ns".into());
@@ -304,6 +316,17 @@ mod tests {
         assert_eq!(conditions.len(), 2);
         assert!(conditions.iter().all(|c| c.reason == Reason::InvalidSpec));
         assert!(conditions[0].message.contains("1 broker(s)"));
+    }
+
+    #[test]
+    fn a_log_level_the_broker_would_refuse_is_a_problem() {
+        let mut c = cluster(3);
+        c.spec.log_level = Some("tideway_broker=loud".into());
+        let problems = validate_cluster(&c, &BuildSettings::default()).expect_err("invalid");
+        assert_eq!(problems[0].field, "spec.logLevel");
+        c.spec.log_level = Some("info,tideway_broker::admin=debug".into());
+        let ok = validate_cluster(&c, &BuildSettings::default()).expect("valid");
+        assert_eq!(ok.log_level, "info,tideway_broker::admin=debug");
     }
 
     #[test]

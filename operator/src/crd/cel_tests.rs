@@ -41,6 +41,7 @@ fn cluster() -> MessageCluster {
             rack: None,
             template: None,
             claims_on_scale_down: Default::default(),
+            log_level: None,
         },
     )
 }

@@ -85,6 +85,12 @@ pub struct MessageClusterSpec {
     /// Defaults the brokers apply to topics created without explicit settings.
     #[serde(default)]
     pub config: BrokerConfig,
+    /// The brokers' log filter (`--log`, tracing EnvFilter syntax), e.g. `info`
+    /// or `info,tideway_broker::replication=debug`; `info` when unset. Applied
+    /// to running brokers without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub log_level: Option<String>,
     /// Spread brokers across failure domains (e.g. zones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<RackSpec>,

@@ -3,7 +3,8 @@
 # MessageCluster demo. A keyed, idempotent, acks=all producer and a consumer group that commits
 # after processing (workload.py) run from the host for the whole section, through:
 #   9a. the restart annotation on the MessageCluster, with the operator pod deleted mid-roll;
-#   9b. a broker default (retentionMs) applied at runtime with no restart, then spec.rack,
+#   9b. a broker default (retentionMs) and the log level applied at runtime with no restart,
+#       then spec.rack,
 #       which rolls and gives each broker its node's zone as rack;
 #   9c. an image that crash-loops: the roll halts after the first broker; a working image resumes it;
 #   9d. a roll blocked by a frozen follower (its container paused through the test cluster's own
@@ -114,13 +115,14 @@ progressing_reason() { k get mc demo -o jsonpath='{.status.conditions[?(@.type==
 # 9b. a broker default changes at runtime and restarts nothing; a pod template change rolls
 bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"   # new pod IPs
 before=("$(pod_uid demo-0)" "$(pod_uid demo-1)" "$(pod_uid demo-2)")
-k patch mc demo --type merge -p '{"spec":{"config":{"retentionMs":172800000}}}' >/dev/null
+k patch mc demo --type merge -p '{"spec":{"config":{"retentionMs":172800000},"logLevel":"info,tideway_broker::admin=debug"}}' >/dev/null
 retention_applied() { [ "$("$python" "$root/tests/e2e/operator/workload.py" topic-config --bootstrap "$bootstrap" --topic rolling --config retention.ms 2>/dev/null)" = 172800000 ]; }
 if until_true 60 retention_applied && [ "$(events ConfigApplied)" -ge 1 ]; then
     unchanged=0
     for i in 0 1 2; do [ "$(pod_uid "demo-$i")" = "${before[$i]}" ] && unchanged=$((unchanged + 1)); done
-    if [ "$unchanged" = 3 ] && [ "$(rollout phase)" = Done ]; then
-        ok "retentionMs reached the running brokers (topic rolling: retention.ms 172800000) with no restart"
+    log_filter_set() { [ "$(events LogLevelApplied)" -ge 1 ] && k logs demo-0 | grep -q 'log filter changed.*tideway_broker::admin=debug'; }
+    if [ "$unchanged" = 3 ] && [ "$(rollout phase)" = Done ] && until_true 60 log_filter_set; then
+        ok "retentionMs and logLevel reached the running brokers (topic rolling: retention.ms 172800000; demo-0 logged its new filter) with no restart"
     else
         fail "retention change restarted $((3 - unchanged)) brokers, rollout $(rollout phase)"
     fi

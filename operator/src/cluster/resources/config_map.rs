@@ -11,10 +11,12 @@ use crate::cluster::validate::ValidatedCluster;
 
 /// The ConfigMap key of the quorum's voters (not hashed: see `restart`).
 pub const VOTERS_KEY: &str = "TIDEWAY_VOTERS";
-/// Keys whose settings the brokers also take at runtime as cluster configs
-/// (`build_cluster_configs`): a change of them restarts no broker. The
-/// ConfigMap still carries them, for a broker's first start.
+/// Keys whose settings the brokers also take at runtime — as cluster configs
+/// (`build_cluster_configs`) or, for the log filter, per broker
+/// (`cluster_configs::apply_log_filter`): a change of them restarts no
+/// broker. The ConfigMap still carries them, for a broker's next start.
 pub const DYNAMIC_KEYS: &[&str] = &[
+    "TIDEWAY_LOG",
     "TIDEWAY_DEFAULT_PARTITIONS",
     "TIDEWAY_AUTO_CREATE_TOPICS",
     "TIDEWAY_RETENTION_MS",
@@ -82,6 +84,7 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
             "TIDEWAY_MIN_INSYNC_REPLICAS".to_owned(),
             config.min_in_sync_replicas.to_string(),
         ),
+        ("TIDEWAY_LOG".to_owned(), cluster.log_level.clone()),
         (
             "TIDEWAY_CONTROLLED_SHUTDOWN_TIMEOUT_MS".to_owned(),
             (cluster.controlled_shutdown_timeout_seconds * 1000).to_string(),

@@ -194,6 +194,7 @@ pub(crate) mod tests {
                 rack: None,
                 template: None,
                 claims_on_scale_down: Default::default(),
+                log_level: None,
             },
         );
         cluster.metadata.namespace = Some("ns".into());
