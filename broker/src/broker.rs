@@ -162,6 +162,8 @@ pub struct Broker {
     partitions: RwLock<HashMap<PartitionKey, (Uuid, Arc<Partition>)>>,
     /// Serialises topic lifecycle changes made through this broker.
     topic_changes: tokio::sync::Mutex<()>,
+    /// Pacing of replica moves (see `replication::throttle`).
+    pub move_throttle: crate::replication::throttle::Throttle,
     /// Serialises partition reconciliation.
     reconciling: Mutex<()>,
     /// Serialises role changes (`replication::driver`): the driver and a
@@ -207,6 +209,7 @@ impl Broker {
             store,
             partitions: RwLock::new(HashMap::new()),
             topic_changes: tokio::sync::Mutex::new(()),
+            move_throttle: crate::replication::throttle::Throttle::default(),
             reconciling: Mutex::new(()),
             roles: Mutex::new(()),
             appended: watch::Sender::new(0),
@@ -327,6 +330,7 @@ impl Broker {
             default_replication_factor: self.config.default_replication_factor,
             default_partitions: self.config.default_partitions,
             auto_create_topics: self.config.auto_create_topics,
+            move_throttle_bytes_per_sec: None,
         }
         .with_overrides(&image.cluster_configs)
     }

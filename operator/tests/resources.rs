@@ -35,6 +35,7 @@ fn demo() -> MessageCluster {
                 default_partitions: Some(6),
                 auto_create_topics: Some(true),
                 retention_ms: Some(604_800_000),
+                replica_move_bytes_per_second: None,
             },
             rack: Some(RackSpec {
                 topology_key: "topology.kubernetes.io/zone".into(),

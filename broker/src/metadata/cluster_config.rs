@@ -1,4 +1,5 @@
-//! Cluster-wide dynamic broker configs: defaults every broker applies,
+//! Cluster-wide dynamic broker configs: defaults every broker applies (and
+//! the throttle of replica moves, `follower.replication.throttled.rate`),
 //! changed at runtime through the admin API (`AlterClusterConfigs`) and kept
 //! in the metadata quorum, so a change reaches every broker without a
 //! restart (Kafka's dynamic default broker configs, `kafka-configs
@@ -52,6 +53,11 @@ const KNOWN: &[Known] = &[
         },
     },
     Known {
+        name: "follower.replication.throttled.rate",
+        flag: "(none: unlimited)",
+        validate: |v| integer_at_least(1)(v),
+    },
+    Known {
         name: "auto.create.topics.enable",
         flag: "--auto-create-topics",
         validate: |v| match v {
@@ -65,7 +71,7 @@ const KNOWN: &[Known] = &[
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClusterConfigError {
     #[error(
-        "'{0}' is not a cluster-wide dynamic config (known: log.retention.ms, min.insync.replicas, default.replication.factor, num.partitions, auto.create.topics.enable)"
+        "'{0}' is not a cluster-wide dynamic config (known: log.retention.ms, min.insync.replicas, default.replication.factor, num.partitions, auto.create.topics.enable, follower.replication.throttled.rate)"
     )]
     Unknown(String),
     #[error("invalid value for {name}: {reason}")]
@@ -97,6 +103,10 @@ pub struct ClusterDefaults {
     pub default_replication_factor: i32,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
+    /// Bytes per second a broker copies for replicas it gains in a
+    /// reassignment (moves before a scale-down); None: unlimited. Kafka's
+    /// `follower.replication.throttled.rate`, applied to moving replicas only.
+    pub move_throttle_bytes_per_sec: Option<u64>,
 }
 
 impl ClusterDefaults {
@@ -121,6 +131,10 @@ impl ClusterDefaults {
                 "auto.create.topics.enable",
                 self.auto_create_topics,
             ),
+            move_throttle_bytes_per_sec: configs
+                .get("follower.replication.throttled.rate")
+                .and_then(|v| v.parse().ok())
+                .or(self.move_throttle_bytes_per_sec),
         }
     }
 }
@@ -136,6 +150,7 @@ mod tests {
             default_replication_factor: 1,
             default_partitions: 1,
             auto_create_topics: true,
+            move_throttle_bytes_per_sec: None,
         }
     }
 
@@ -150,6 +165,7 @@ mod tests {
         assert_eq!(d.retention_ms, -1);
         assert_eq!(d.min_insync_replicas, 2);
         assert!(!d.auto_create_topics);
+        assert_eq!(d.move_throttle_bytes_per_sec, None);
         assert_eq!(d.default_partitions, 1);
         assert_eq!(flags().with_overrides(&BTreeMap::new()), flags());
     }

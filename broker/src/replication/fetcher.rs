@@ -13,8 +13,10 @@
 //!    the leader's high watermark (capped at this log's end) and its log
 //!    start offset (retention and offsets compaction happen on the leader).
 //!
-//! Errors (connection, a leader that does not lead, an epoch mismatch)
-//! back off briefly and wait for newer metadata.
+//! A replica that a reassignment adds (a scale-down moving replicas) is
+//! paced while it catches up, with `follower.replication.throttled.rate`
+//! (`throttle`). Errors (connection, a leader that does not lead, an epoch
+//! mismatch) back off briefly and wait for newer metadata.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +123,21 @@ impl Fetcher {
                 .map_err(|e| e.to_string())?;
             self.conn = Some((view.leader, addr, conn));
         }
+        // A replica a reassignment adds, still catching up, is paced.
+        let me = self.broker.node_id();
+        let move_rate = image
+            .topics
+            .get(&self.partition.topic)
+            .filter(|t| {
+                t.targets
+                    .get(&self.partition.index)
+                    .is_some_and(|target| target.contains(&me))
+                    && !t.state(self.partition.index).isr.contains(&me)
+            })
+            .and_then(|_| self.broker.defaults(&image).move_throttle_bytes_per_sec);
+        let max_bytes = move_rate.map_or(PARTITION_MAX_BYTES, |rate| {
+            PARTITION_MAX_BYTES.min(i32::try_from(rate).unwrap_or(i32::MAX).max(1))
+        });
         let (leo, log_start, last_epoch) = {
             let log = self.partition.log();
             (
@@ -133,7 +150,7 @@ impl Fetcher {
             .with_replica_id(BrokerId(self.broker.node_id()))
             .with_max_wait_ms(MAX_WAIT_MS)
             .with_min_bytes(1)
-            .with_max_bytes(PARTITION_MAX_BYTES)
+            .with_max_bytes(max_bytes)
             .with_session_epoch(-1)
             .with_topics(vec![
                 FetchTopic::default()
@@ -147,7 +164,7 @@ impl Fetcher {
                             .with_fetch_offset(leo)
                             .with_last_fetched_epoch(last_epoch)
                             .with_log_start_offset(log_start)
-                            .with_partition_max_bytes(PARTITION_MAX_BYTES),
+                            .with_partition_max_bytes(max_bytes),
                     ]),
             ]);
         let Some((_, _, conn)) = self.conn.as_mut() else {
@@ -203,10 +220,14 @@ impl Fetcher {
             return Ok(());
         }
         if let Some(records) = data.records.filter(|r| !r.is_empty()) {
+            let fetched = records.len() as u64;
             self.broker
                 .append_replicated(&self.partition, records)
                 .await
                 .map_err(|e| format!("appending fetched batches: {e}"))?;
+            if let Some(rate) = move_rate {
+                self.broker.move_throttle.pace(fetched, rate).await;
+            }
         }
         let leo = {
             let mut log = self.partition.log();

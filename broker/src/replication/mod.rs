@@ -25,6 +25,7 @@ pub mod driver;
 pub mod fetcher;
 pub mod replica;
 pub mod state;
+pub mod throttle;
 
 #[cfg(test)]
 mod sim;

@@ -332,7 +332,18 @@ async fn replication_factor_changes_and_drain_through_the_admin_api() {
         .await
         .expect("delete wide");
     // Now the replicas move off broker 3 (stopped): each gets a replacement
-    // that catches up before broker 3's copy is dropped.
+    // that catches up before broker 3's copy is dropped, paced by the move throttle.
+    admin
+        .alter_cluster_configs(AlterClusterConfigsRequest {
+            set_configs: [(
+                "follower.replication.throttled.rate".to_string(),
+                (1 << 20).to_string(),
+            )]
+            .into(),
+            delete_configs: Vec::new(),
+        })
+        .await
+        .expect("throttle");
     eventually("no replica left on broker 3", || {
         let mut a = admin.clone();
         async move {

@@ -15,23 +15,31 @@ use tideway_admin_api::v1::{
     AlterClusterConfigsRequest, DescribeClusterRequest, SetLogFilterRequest,
 };
 
-use super::resources::config_map::build_cluster_configs;
+use super::resources::config_map::{MOVE_THROTTLE_CONFIG, build_cluster_configs};
 use super::validate::ValidatedCluster;
 use crate::admin::{admin_addresses, connect_admin, connect_ready_admin, pod_is_ready};
 use crate::context::Context;
 use crate::crd::MessageCluster;
 
 /// Pure: the entries of `desired` that `current` lacks or holds with another
-/// value (entries only `current` has are left alone: a person may have set them).
+/// value, and the optional ones the operator manages (the move throttle)
+/// that `current` holds but `desired` no longer has. Other entries only
+/// `current` has are left alone: a person may have set them.
 pub fn plan_cluster_configs(
     desired: &BTreeMap<String, String>,
     current: &HashMap<String, String>,
-) -> BTreeMap<String, String> {
-    desired
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let set = desired
         .iter()
         .filter(|(k, v)| current.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+        .collect();
+    let delete = [MOVE_THROTTLE_CONFIG]
+        .into_iter()
+        .filter(|k| current.contains_key(*k) && !desired.contains_key(*k))
+        .map(str::to_owned)
+        .collect();
+    (set, delete)
 }
 
 /// Best effort, every reconcile: asks a ready broker for the cluster configs
@@ -50,21 +58,22 @@ pub async fn apply_cluster_configs(
     let Ok(described) = admin.describe_cluster(DescribeClusterRequest {}).await else {
         return;
     };
-    let change = plan_cluster_configs(
+    let (set, delete) = plan_cluster_configs(
         &build_cluster_configs(validated),
         &described.into_inner().cluster_configs,
     );
-    if change.is_empty() {
+    if set.is_empty() && delete.is_empty() {
         return;
     }
-    let note = change
+    let note = set
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
+        .chain(delete.iter().map(|k| format!("{k} removed")))
         .collect::<Vec<_>>()
         .join(", ");
     let request = AlterClusterConfigsRequest {
-        set_configs: change.into_iter().collect(),
-        delete_configs: Vec::new(),
+        set_configs: set.into_iter().collect(),
+        delete_configs: delete,
     };
     match admin.alter_cluster_configs(request).await {
         Ok(_) => {
@@ -141,10 +150,19 @@ mod tests {
             ("log.retention.ms".to_string(), "2000".to_string()),
             ("other".to_string(), "x".to_string()),
         ]);
+        let (set, delete) = plan_cluster_configs(&desired, &current);
         assert_eq!(
-            plan_cluster_configs(&desired, &current),
+            set,
             BTreeMap::from([("log.retention.ms".to_string(), "1000".to_string())])
         );
-        assert!(plan_cluster_configs(&desired, &desired.clone().into_iter().collect()).is_empty());
+        assert!(delete.is_empty());
+        let (set, delete) = plan_cluster_configs(&desired, &desired.clone().into_iter().collect());
+        assert!(set.is_empty() && delete.is_empty());
+        // The move throttle, no longer in the spec, is removed from the brokers.
+        let mut current: HashMap<String, String> = desired.clone().into_iter().collect();
+        current.insert(MOVE_THROTTLE_CONFIG.into(), "1000".into());
+        let (set, delete) = plan_cluster_configs(&desired, &current);
+        assert!(set.is_empty());
+        assert_eq!(delete, [MOVE_THROTTLE_CONFIG]);
     }
 }

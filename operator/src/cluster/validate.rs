@@ -33,6 +33,7 @@ pub struct Problem {
 /// Broker defaults with every unset value resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedBrokerConfig {
+    pub replica_move_bytes_per_second: Option<i64>,
     pub default_replication_factor: i32,
     pub min_in_sync_replicas: i32,
     pub default_partitions: i32,
@@ -203,6 +204,7 @@ pub fn resolve_config(cluster: &MessageCluster) -> ResolvedBrokerConfig {
         default_partitions: config.default_partitions.unwrap_or(DEFAULT_PARTITIONS),
         auto_create_topics: config.auto_create_topics.unwrap_or(true),
         retention_ms: config.retention_ms.unwrap_or(DEFAULT_RETENTION_MS),
+        replica_move_bytes_per_second: config.replica_move_bytes_per_second,
     }
 }
 

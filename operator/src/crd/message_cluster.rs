@@ -152,6 +152,12 @@ pub struct BrokerConfig {
     /// Whether producing to or fetching from an unknown topic creates it; true when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_create_topics: Option<bool>,
+    /// Bytes per second each broker copies for replicas it gains when
+    /// replicas move (a scale-down); unlimited when unset. Kafka's
+    /// `follower.replication.throttled.rate`, applied to moving replicas only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub replica_move_bytes_per_second: Option<i64>,
     /// Default `retention.ms` (−1: keep forever); 7 days when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = -1))]

@@ -29,7 +29,7 @@ pub const DYNAMIC_KEYS: &[&str] = &[
 /// through the admin API's AlterClusterConfigs whenever they differ.
 pub fn build_cluster_configs(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
     let c = &cluster.config;
-    BTreeMap::from([
+    let mut configs = BTreeMap::from([
         (
             "num.partitions".to_owned(),
             c.default_partitions.to_string(),
@@ -47,8 +47,16 @@ pub fn build_cluster_configs(cluster: &ValidatedCluster) -> BTreeMap<String, Str
             "min.insync.replicas".to_owned(),
             c.min_in_sync_replicas.to_string(),
         ),
-    ])
+    ]);
+    if let Some(rate) = c.replica_move_bytes_per_second {
+        configs.insert(MOVE_THROTTLE_CONFIG.to_owned(), rate.to_string());
+    }
+    configs
 }
+
+/// The cluster config of the replica-move throttle; absent from
+/// [`build_cluster_configs`] (and so removed from the brokers) when unset.
+pub const MOVE_THROTTLE_CONFIG: &str = "follower.replication.throttled.rate";
 
 /// Builds the broker settings ConfigMap `<cluster>-config`.
 pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
