@@ -7,15 +7,25 @@ use tideway_admin_api::v1::*;
 use tideway_broker::config::BrokerConfig;
 use tonic::Code;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn topics_partitions_risk_and_lag_through_the_admin_api() {
+/// A single broker on free ports and an admin client to it.
+async fn start_one() -> (
+    tempfile::TempDir,
+    tideway_broker::Running,
+    AdminClient<tonic::transport::Channel>,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let running = tideway_broker::start(BrokerConfig::for_tests(dir.path().to_path_buf()))
         .await
         .expect("start");
-    let mut admin = AdminClient::connect(format!("http://{}", running.admin_addr))
+    let admin = AdminClient::connect(format!("http://{}", running.admin_addr))
         .await
         .expect("connect");
+    (dir, running, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_partitions_risk_and_lag_through_the_admin_api() {
+    let (_dir, running, mut admin) = start_one().await;
 
     let cluster = admin
         .describe_cluster(DescribeClusterRequest {})
@@ -195,13 +205,7 @@ async fn topics_partitions_risk_and_lag_through_the_admin_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_configs_change_defaults_at_runtime() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let running = tideway_broker::start(BrokerConfig::for_tests(dir.path().to_path_buf()))
-        .await
-        .expect("start");
-    let mut admin = AdminClient::connect(format!("http://{}", running.admin_addr))
-        .await
-        .expect("connect");
+    let (dir, running, mut admin) = start_one().await;
     let set = |pairs: &[(&str, &str)]| AlterClusterConfigsRequest {
         set_configs: pairs
             .iter()
@@ -293,13 +297,7 @@ async fn cluster_configs_change_defaults_at_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_filter_is_checked_and_needs_a_reloadable_subscriber() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let running = tideway_broker::start(BrokerConfig::for_tests(dir.path().to_path_buf()))
-        .await
-        .expect("start");
-    let mut admin = AdminClient::connect(format!("http://{}", running.admin_addr))
-        .await
-        .expect("connect");
+    let (_dir, _running, mut admin) = start_one().await;
     let err = admin
         .set_log_filter(SetLogFilterRequest {
             filter: "tideway_broker=loud".into(),

@@ -193,6 +193,17 @@ mod tests {
             .stateful_set
     }
 
+    /// The demo cluster's StatefulSet with another controlled-shutdown timeout.
+    fn desired_with_shutdown_timeout(seconds: i64) -> StatefulSet {
+        let settings = BuildSettings {
+            controlled_shutdown_timeout_seconds: seconds,
+            ..BuildSettings::default()
+        };
+        build_cluster_resources(&validated(&demo_cluster(), &settings))
+            .expect("build")
+            .stateful_set
+    }
+
     fn pod_from(sts: &StatefulSet) -> Pod {
         let annotations = sts
             .spec
@@ -248,13 +259,7 @@ mod tests {
     #[test]
     fn the_controlled_shutdown_timeout_needs_a_restart() {
         let old = desired(&demo_cluster());
-        let settings = BuildSettings {
-            controlled_shutdown_timeout_seconds: 90,
-            ..BuildSettings::default()
-        };
-        let new = build_cluster_resources(&validated(&demo_cluster(), &settings))
-            .expect("build")
-            .stateful_set;
+        let new = desired_with_shutdown_timeout(90);
         assert!(needs_restart(&new, &pod_from(&old)));
     }
 
@@ -285,13 +290,7 @@ mod tests {
             RestartCause::ImageChanged
         );
         // A broker setting that needs a restart: the controlled-shutdown timeout.
-        let settings = BuildSettings {
-            controlled_shutdown_timeout_seconds: 90,
-            ..BuildSettings::default()
-        };
-        let new = build_cluster_resources(&validated(&demo_cluster(), &settings))
-            .expect("build")
-            .stateful_set;
+        let new = desired_with_shutdown_timeout(90);
         assert_eq!(
             restart_cause(&new, &with_pod(&old)),
             RestartCause::ConfigChanged
