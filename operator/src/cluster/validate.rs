@@ -16,6 +16,8 @@ use crate::settings::{AdvertiseMode, BuildSettings};
 /// Longest MessageCluster name: StatefulSet pods get a `controller-revision-hash`
 /// label of `<name>-<10 chars>`, and labels stop at 63 characters.
 pub const MAX_CLUSTER_NAME_LEN: usize = 52;
+/// Used when `logLevel` is unset: the broker's own `--log` default.
+pub const DEFAULT_LOG_LEVEL: &str = "info,openraft=warn";
 /// Used when `config.defaultReplicationFactor` is unset (capped at the broker count).
 pub const DEFAULT_REPLICATION_FACTOR: i32 = 3;
 /// Used when `config.defaultPartitions` is unset.
@@ -128,7 +130,10 @@ pub fn validate_cluster(
         ));
     }
 
-    let log_level = spec.log_level.clone().unwrap_or_else(|| "info".to_owned());
+    let log_level = spec
+        .log_level
+        .clone()
+        .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
         problems.push(problem(
             "spec.logLevel",

@@ -86,7 +86,8 @@ pub struct MessageClusterSpec {
     #[serde(default)]
     pub config: BrokerConfig,
     /// The brokers' log filter (`--log`, tracing EnvFilter syntax), e.g. `info`
-    /// or `info,tideway_broker::replication=debug`; `info` when unset. Applied
+    /// or `info,tideway_broker::replication=debug`; `info,openraft=warn` (the
+    /// broker's default) when unset. Applied
     /// to running brokers without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
