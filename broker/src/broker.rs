@@ -335,6 +335,8 @@ impl Broker {
         .with_overrides(&image.cluster_configs)
     }
 
+    /// A topic's configs in the current image. Loops over many partitions
+    /// resolve [`Broker::defaults`] once and call [`Broker::configs_from`].
     pub fn topic_configs<'a>(&self, topic: &'a TopicMeta) -> TopicConfigs<'a> {
         self.configs_with(&self.image(), &topic.configs)
     }
@@ -345,7 +347,15 @@ impl Broker {
         image: &MetadataImage,
         overrides: &'a BTreeMap<String, String>,
     ) -> TopicConfigs<'a> {
-        let defaults = self.defaults(image);
+        self.configs_from(&self.defaults(image), overrides)
+    }
+
+    /// A topic's configs: `overrides` over `defaults` (from [`Broker::defaults`]).
+    pub fn configs_from<'a>(
+        &self,
+        defaults: &ClusterDefaults,
+        overrides: &'a BTreeMap<String, String>,
+    ) -> TopicConfigs<'a> {
         TopicConfigs {
             defaults: LogConfig {
                 retention_ms: defaults.retention_ms,
@@ -404,8 +414,9 @@ impl Broker {
             );
         }
         // Open what is ours and not open yet.
+        let defaults = self.defaults(&image);
         for topic in image.topics.values() {
-            let log_config = self.topic_configs(topic).log_config();
+            let log_config = self.configs_from(&defaults, &topic.configs).log_config();
             for index in (0..topic.partitions).filter(|&i| topic.replicas(i).contains(&me)) {
                 if self.partition(&topic.name, index).is_some() {
                     continue;
@@ -700,7 +711,8 @@ impl Broker {
             .collect();
         crate::metadata::controller::validate_replication(
             rf,
-            self.topic_configs(topic).min_insync_replicas(),
+            self.configs_with(&image, &topic.configs)
+                .min_insync_replicas(),
             live.len(),
         )?;
         let mut load: BTreeMap<i32, usize> = live.iter().map(|b| (*b, 0)).collect();

@@ -28,6 +28,7 @@ pub async fn handle(
     let acks = request.acks;
     let timeout = std::time::Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
     let image = broker.image();
+    let defaults = broker.defaults(&image);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let meta = image.topics.get(topic.name.as_str());
@@ -81,7 +82,7 @@ pub async fn handle(
                 ));
                 continue;
             }
-            let configs = broker.topic_configs(meta);
+            let configs = broker.configs_from(&defaults, &meta.configs);
             // Leading, and for acks=all with ISR ≥ min.insync.replicas, before the append.
             if let Err(code) = partition.replica.leader_epoch(acks == -1) {
                 let why = if code == ResponseError::NotEnoughReplicas {

@@ -43,6 +43,7 @@ impl Broker {
         let image = self.image();
         let me = self.node_id();
         let now = now_ms();
+        let defaults = self.defaults(&image);
         let mut need_fetcher = Vec::new();
         for p in self.hosted_partitions() {
             let Some(topic) = image.topics.get(&p.topic) else {
@@ -50,7 +51,10 @@ impl Broker {
             };
             let state = topic.state(p.index);
             let view = p.replica.view();
-            let min_isr = self.topic_configs(topic).min_insync_replicas().max(1) as usize;
+            let min_isr = self
+                .configs_from(&defaults, &topic.configs)
+                .min_insync_replicas()
+                .max(1) as usize;
             if state.leader == me {
                 if view.leader == me && view.epoch == state.leader_epoch {
                     let effects =
