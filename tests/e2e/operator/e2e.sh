@@ -20,7 +20,25 @@ export KUBECONFIG="${KUBECONFIG:-$root/target/test-cluster/kubeconfig}"
 bin="${TIDEWAY_K8S_BIN:-$(ls -d "$TIDEWAY_CACHE"/k8s-*/bin 2>/dev/null | sort | tail -1)}"
 python="$TIDEWAY_CACHE/venv/bin/python"
 ns="${TIDEWAY_E2E_NAMESPACE:-tideway-e2e}"
-k() { "$bin/kubectl" -n "$ns" "$@"; }
+# k <kubectl args>: in the test namespace. A `get` that fails on the way to the API server (a
+# busy 2-core machine: connection refused, timeouts, etcd leader changes) is asked again, up
+# to 5 times; any other failure (NotFound, a bad query) is returned at once. Without this, a
+# check that compares pod uids counted a failed read as a restarted pod.
+k() {
+    [ "$1" = get ] || { "$bin/kubectl" -n "$ns" "$@"; return; }
+    local out rc err
+    err="$(mktemp)"
+    for _ in 1 2 3 4 5; do
+        rc=0; out="$("$bin/kubectl" -n "$ns" "$@" 2>"$err")" || rc=$?
+        if [ "$rc" = 0 ] || ! grep -qiE 'unable to connect|connection refused|connection reset|timeout|timed out|TLS handshake|currently unable|etcdserver|unexpected EOF|too many requests' "$err"; then
+            break
+        fi
+        sleep 1
+    done
+    [ -z "$out" ] || printf '%s\n' "$out"
+    cat "$err" >&2; rm -f "$err"
+    return "$rc"
+}
 
 command -v kcat >/dev/null || { echo "e2e-operator: kcat missing (tests/setup.sh)"; exit 1; }
 [ -x "$python" ] || { echo "e2e-operator: $python missing (tests/setup.sh)"; exit 1; }
