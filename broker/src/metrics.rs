@@ -97,7 +97,7 @@ impl Metrics {
         );
         registry.register(
             "consumer_group_lag",
-            "max(0, high watermark - committed offset), by group and partition",
+            "max(0, high watermark - committed offset), by group and partition; absent for a group whose partition offsets could not all be read from their leaders",
             group_lag.clone(),
         );
         registry.register(
@@ -238,8 +238,9 @@ impl Metrics {
         self.bytes_out.remove(&labels);
     }
 
-    /// Replaces the consumer lag gauges with `lags` (groups that are gone disappear).
-    pub fn set_group_lags(&self, lags: &[crate::group::coordinator::GroupLag]) {
+    /// Replaces the consumer lag gauges with `lags` (groups that are gone, or
+    /// whose lag is unknown this time, disappear).
+    pub fn set_group_lags(&self, lags: &[crate::group::lag::GroupLag]) {
         self.group_lag.clear();
         self.group_committed.clear();
         for g in lags {

@@ -423,7 +423,12 @@ fn fuzz_admin(check: &Checker, rng: &mut Rng, iterations: usize) {
         .encode_to_vec(),
         admin::RestartRiskRequest { broker: 2 }.encode_to_vec(),
         admin::DrainRequest { broker: 1 }.encode_to_vec(),
-        admin::GroupLagRequest { group: "g".into() }.encode_to_vec(),
+        admin::GroupLagRequest {
+            group: "g".into(),
+            topics: vec!["t".into()],
+            reset_policy: 2,
+        }
+        .encode_to_vec(),
         RaftRequest {
             kind: "propose".into(),
             payload: br#"[{"TopicDeleted":{"name":"x"}}]"#.to_vec(),

@@ -4,7 +4,9 @@
 //! in [`status`]). The proto is `broker/proto/admin.proto`.
 //!
 //! Leaders, epochs and ISRs come from the metadata every broker holds;
-//! offsets and the high watermark from the answering broker's own replica.
+//! offsets and the high watermark from the answering broker's own replica
+//! (DescribePartitions), except consumer lag, which reads them from each
+//! partition's leader.
 
 pub mod risk;
 
@@ -533,16 +535,46 @@ impl Admin for AdminService {
         }))
     }
 
+    /// Consumer lag of a group from the group coordinator (the leader of
+    /// `__consumer_offsets-0`): see `group::lag` for the partitions and the
+    /// arithmetic. UNAVAILABLE naming the partitions whose offsets could not
+    /// be read from their leaders; never an under-counted lag.
     async fn group_lag(
         &self,
         r: Request<GroupLagRequest>,
     ) -> Result<Response<GroupLagResponse>, Status> {
-        let group = r.into_inner().group;
-        let lag = self.ctx()?.coordinator().map_err(|_| Status::failed_precondition("this broker does not coordinate consumer groups; ask the leader of __consumer_offsets-0"))?.lag(&group).ok_or_else(|| {
-            Status::not_found(format!(
-                "group '{group}' has no members and no committed offsets"
-            ))
+        use crate::group::lag::{LagError, LagQuery, ResetPolicy};
+        let r = r.into_inner();
+        let reset = match OffsetResetPolicy::try_from(r.reset_policy) {
+            Ok(OffsetResetPolicy::Unspecified | OffsetResetPolicy::Earliest) => {
+                ResetPolicy::Earliest
+            }
+            Ok(OffsetResetPolicy::Latest) => ResetPolicy::Latest,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "reset_policy {} is not an OffsetResetPolicy",
+                    r.reset_policy
+                )));
+            }
+        };
+        let coordinator = self.ctx()?.coordinator().map_err(|_| {
+            Status::failed_precondition(
+                "this broker does not coordinate consumer groups; ask the leader of __consumer_offsets-0",
+            )
         })?;
+        let query = LagQuery {
+            topics: r.topics,
+            reset,
+        };
+        let lag = coordinator
+            .lag(&r.group, &query)
+            .await
+            .map_err(|e| match e {
+                LagError::GroupNotFound(_) | LagError::TopicNotFound(_) => {
+                    Status::not_found(e.to_string())
+                }
+                LagError::OffsetsUnreadable { .. } => Status::unavailable(e.to_string()),
+            })?;
         Ok(Response::new(GroupLagResponse {
             group: lag.group,
             state: lag.state.to_string(),

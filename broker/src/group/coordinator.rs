@@ -1,7 +1,8 @@
 //! The group coordinator: owns every group's [`Group`] state machine, parks
 //! JoinGroup/SyncGroup requests until their reply is decided, ticks timers,
 //! validates and stores offset commits, expires the offsets of groups that
-//! stayed empty, and computes consumer lag.
+//! stayed empty, and answers consumer lag (the arithmetic is [`super::lag`],
+//! the leaders' offsets come from [`super::leader_offsets`]).
 //!
 //! One lock guards all groups; it is never held across an await. Offset
 //! writes go through [`OffsetStore`] after the commit was validated.
@@ -12,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::lag::{self, GroupLag, GroupSnapshot, LagError, LagQuery, ResetPolicy, TopicPartition};
+use super::leader_offsets;
 use super::offsets::{Committed, OffsetError, OffsetStore};
 use super::state::{
     Group, GroupConfig, GroupState, JoinRequest, JoinResult, Outcome, Reply, SyncResult,
@@ -65,34 +67,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// One partition's lag, from one snapshot of the committed offsets.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    pub committed_offset: Option<i64>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-    pub lag: i64,
-}
-
-/// lag = max(0, HW − committed), where a commit below the log start counts
-/// from the log start (retention-deleted records are not lag); with no
-/// commit, HW − log start.
-pub fn partition_lag(committed: Option<i64>, high_watermark: i64, log_start_offset: i64) -> i64 {
-    let from = committed.map_or(log_start_offset, |c| c.max(log_start_offset));
-    (high_watermark - from).max(0)
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct GroupLag {
-    pub group: String,
-    pub state: &'static str,
-    pub members: usize,
-    pub total_lag: i64,
-    pub partitions: Vec<PartitionLag>,
 }
 
 /// A group as DescribeGroups shows it.
@@ -495,89 +469,92 @@ impl GroupCoordinator {
         }
     }
 
-    /// Lag per partition of a group: partitions with a commit plus every
-    /// partition of the topics its members subscribe to. None when the
-    /// group has neither members nor offsets.
-    pub fn lag(&self, group_id: &str) -> Option<GroupLag> {
+    /// What this coordinator knows of a group now: its state, members,
+    /// subscribed topics and one snapshot of its committed offsets.
+    fn lag_snapshot(&self, group_id: &str) -> GroupSnapshot {
         let (state, members, subscribed) = {
             let inner = self.lock();
             match inner.groups.get(group_id) {
                 Some(g) => (
-                    g.state.name(),
+                    Some(g.state.name()),
                     g.members.len(),
                     g.subscribed_topics().unwrap_or_default(),
                 ),
-                None => ("Empty", 0, BTreeSet::new()),
+                None => (None, 0, BTreeSet::new()),
             }
         };
-        // One snapshot of the committed offsets, then the high watermarks.
-        let committed = self.offsets.group(group_id);
-        if committed.is_empty() && members == 0 {
-            return None;
-        }
-        let image = self.broker.image();
-        let mut keys: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
-        for topic in &subscribed {
-            if let Some(t) = image.topics.get(topic) {
-                keys.extend((0..t.partitions).map(|p| (topic.clone(), p)));
-            }
-        }
-        let partitions: Vec<PartitionLag> = keys
+        let committed: BTreeMap<TopicPartition, i64> = self
+            .offsets
+            .group(group_id)
             .into_iter()
-            .filter_map(|(topic, partition)| {
-                let p = self.broker.partition(&topic, partition)?;
-                let (start, hw) = {
-                    let log = p.log();
-                    (log.log_start_offset(), log.log_end_offset())
-                };
-                let c = committed.get(&(topic.clone(), partition)).map(|c| c.offset);
-                Some(PartitionLag {
-                    topic,
-                    partition,
-                    committed_offset: c,
-                    high_watermark: hw,
-                    log_start_offset: start,
-                    lag: partition_lag(c, hw, start),
-                })
-            })
+            .map(|(tp, c)| (tp, c.offset))
             .collect();
-        Some(GroupLag {
+        let state = match state {
+            Some(s) => s,
+            None if committed.is_empty() => "Dead",
+            None => "Empty",
+        };
+        GroupSnapshot {
             group: group_id.to_string(),
             state,
             members,
-            total_lag: partitions.iter().map(|p| p.lag).sum(),
-            partitions,
-        })
+            subscribed,
+            committed,
+        }
+    }
+
+    /// The lag of a group (see [`lag`] for which partitions and how):
+    ///
+    /// 1. One snapshot of the group and its committed offsets.
+    /// 2. The partitions it covers, from the current metadata.
+    /// 3. Their high watermarks and log starts from their leaders, within
+    ///    [`leader_offsets::READ_TIMEOUT`].
+    /// 4. The report, or OffsetsUnreadable if any partition is missing.
+    pub async fn lag(&self, group_id: &str, query: &LagQuery) -> Result<GroupLag, LagError> {
+        let snapshot = self.lag_snapshot(group_id);
+        let partitions = lag::plan_partitions(&snapshot, &query.topics, &self.broker.image())?;
+        let offsets = leader_offsets::fetch_leader_offsets(
+            &self.broker,
+            &partitions,
+            leader_offsets::READ_TIMEOUT,
+        )
+        .await;
+        lag::build_group_lag(&snapshot, &partitions, &offsets, query.reset)
+    }
+
+    /// The default lag (no topics, earliest) of every group with offsets or
+    /// members, for the metrics: the steps of [`Self::lag`], with the
+    /// offsets of all their partitions read in one round.
+    pub async fn lag_of_every_group(&self) -> Vec<Result<GroupLag, LagError>> {
+        let image = self.broker.image();
+        let planned: Vec<_> = self
+            .group_ids()
+            .into_iter()
+            .map(|g| {
+                let snapshot = self.lag_snapshot(&g);
+                let partitions = lag::plan_partitions(&snapshot, &[], &image);
+                (snapshot, partitions)
+            })
+            .collect();
+        let all: BTreeSet<TopicPartition> = planned
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        let offsets =
+            leader_offsets::fetch_leader_offsets(&self.broker, &all, leader_offsets::READ_TIMEOUT)
+                .await;
+        planned
+            .into_iter()
+            .map(|(snapshot, partitions)| {
+                lag::build_group_lag(&snapshot, &partitions?, &offsets, ResetPolicy::Earliest)
+            })
+            .collect()
     }
 
     /// Every group that has offsets or members.
     pub fn group_ids(&self) -> Vec<String> {
         self.list().into_iter().map(|(id, ..)| id).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::partition_lag;
-
-    #[test]
-    fn lag_is_never_negative_and_ignores_deleted_records() {
-        assert_eq!(partition_lag(Some(5), 10, 0), 5);
-        assert_eq!(partition_lag(Some(10), 10, 0), 0);
-        assert_eq!(
-            partition_lag(Some(12), 10, 0),
-            0,
-            "a commit past HW is no negative lag"
-        );
-        assert_eq!(
-            partition_lag(Some(2), 10, 7),
-            3,
-            "records below the log start are gone, not lag"
-        );
-        assert_eq!(
-            partition_lag(None, 10, 4),
-            6,
-            "no commit: everything retained"
-        );
     }
 }

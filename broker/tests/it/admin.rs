@@ -172,6 +172,7 @@ async fn topics_partitions_risk_and_lag_through_the_admin_api() {
     let err = admin
         .group_lag(GroupLagRequest {
             group: "nobody".into(),
+            ..Default::default()
         })
         .await
         .expect_err("no such group");
