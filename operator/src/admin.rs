@@ -94,6 +94,22 @@ pub async fn connect_admin(
     })
 }
 
+/// The broker pods of a cluster (by its selector labels).
+pub async fn list_broker_pods(
+    client: &kube::Client,
+    cluster: &ValidatedCluster,
+) -> Result<Vec<Pod>, kube::Error> {
+    let selector = crate::cluster::resources::selector_labels(cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    kube::Api::<Pod>::namespaced(client.clone(), &cluster.namespace)
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map(|list| list.items)
+}
+
 /// A client to any Ready broker of the cluster; None when no pod is Ready
 /// or none of them answers (callers retry on the next reconcile).
 pub async fn connect_ready_admin(

@@ -1,11 +1,13 @@
 //! tideway-operator: the Kubernetes operator of Tideway. It owns the custom
 //! resource types (`crd`), the MessageCluster pipeline (`cluster`: pure
-//! validate/build plus the reconciler), the Topic pipeline (`topic`), the
+//! validate/build plus the reconciler), the Topic pipeline (`topic`), consumer autoscaling on lag
+//! (`autoscaler`), the
 //! process around them (`run`: HTTP endpoint, CRD check, leader election in
 //! `leader`, metrics) and the operator's settings. The broker itself is reached
 //! only through the admin gRPC API (tideway-admin-api, see `admin`).
 
 pub mod admin;
+pub mod autoscaler;
 pub mod cluster;
 pub mod context;
 pub mod crd;

@@ -27,7 +27,7 @@ enum Command {
         #[arg(long)]
         dir: Vec<PathBuf>,
     },
-    /// Run the MessageCluster and Topic controllers.
+    /// Run the MessageCluster, Topic and ConsumerAutoscaler controllers.
     Run(RunArgs),
 }
 

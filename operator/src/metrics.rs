@@ -8,6 +8,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,13 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Label set `namespace`, `name` of a ConsumerAutoscaler.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AutoscalerLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric of the operator and the registry that exposes them.
@@ -32,6 +40,8 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: HistogramFamily,
+    autoscaler_desired: Family<AutoscalerLabels, Gauge>,
+    autoscaler_lag: Family<AutoscalerLabels, Gauge>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -41,7 +51,8 @@ fn duration_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("tideway_operator");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("tideway_operator");
         let reconciles = Family::<ControllerLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = HistogramFamily::new_with_constructor(duration_histogram);
@@ -56,11 +67,26 @@ impl Default for Metrics {
             "Time a reconciliation took",
             duration.clone(),
         );
+        let autoscaler_desired = Family::<AutoscalerLabels, Gauge>::default();
+        let autoscaler_lag = Family::<AutoscalerLabels, Gauge>::default();
+        let autoscaler = root.sub_registry_with_prefix("tideway_autoscaler");
+        autoscaler.register(
+            "desired_replicas",
+            "Replicas a ConsumerAutoscaler wants for its workload",
+            autoscaler_desired.clone(),
+        );
+        autoscaler.register(
+            "lag",
+            "Total lag of a ConsumerAutoscaler's consumer group at its last evaluation",
+            autoscaler_lag.clone(),
+        );
         Self {
-            registry,
+            registry: root,
             reconciles,
             errors,
             duration,
+            autoscaler_desired,
+            autoscaler_lag,
         }
     }
 }
@@ -86,6 +112,18 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// The last evaluation of a ConsumerAutoscaler.
+    pub fn set_autoscaler(&self, namespace: &str, name: &str, desired: i32, lag: i64) {
+        let labels = AutoscalerLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.autoscaler_desired
+            .get_or_create(&labels)
+            .set(i64::from(desired));
+        self.autoscaler_lag.get_or_create(&labels).set(lag);
     }
 
     /// The text exposition format (OpenMetrics).
@@ -120,6 +158,7 @@ mod tests {
             let _timer = metrics.reconcile_started("topic");
             metrics.reconcile_failed("topic", "ConnectAdmin");
         }
+        metrics.set_autoscaler("ns", "orders", 6, 200_000);
         let text = metrics.encode();
         assert!(
             text.contains("tideway_operator_reconciles_total{controller=\"topic\"} 1"),
@@ -133,6 +172,14 @@ mod tests {
             text.contains(
                 "tideway_operator_reconcile_duration_seconds_count{controller=\"topic\"} 1"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("tideway_autoscaler_desired_replicas{namespace=\"ns\",name=\"orders\"} 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tideway_autoscaler_lag{namespace=\"ns\",name=\"orders\"} 200000"),
             "{text}"
         );
     }

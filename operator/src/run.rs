@@ -2,7 +2,7 @@
 //! start-up: 1. HTTP endpoint (so probes answer at once); 2. Kubernetes client
 //! (in-cluster or KUBECONFIG); 3. wait, with backoff and a clear log line, until
 //! the CRDs are installed; 4. leader election (optional); 5. while leader, run
-//! the MessageCluster and Topic controllers; losing the Lease stops them at
+//! the MessageCluster, Topic and ConsumerAutoscaler controllers; losing the Lease stops them at
 //! once. SIGTERM/SIGINT stop everything and release the Lease.
 
 use std::future::Future;
@@ -21,10 +21,11 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::autoscaler::{autoscaler_error_policy, reconcile_autoscaler};
 use crate::cluster::reconcile::{cluster_error_policy, reconcile_cluster};
 use crate::cluster::resources::{LABEL_MANAGED_BY, MANAGER};
 use crate::context::Context;
-use crate::crd::{GROUP, MessageCluster, Topic};
+use crate::crd::{ConsumerAutoscaler, GROUP, MessageCluster, Topic};
 use crate::http::{self, Health};
 use crate::leader::{LeaderState, run_leader_election};
 use crate::metrics::Metrics;
@@ -34,7 +35,7 @@ use crate::topic::{reconcile_topic, topic_error_policy};
 /// The API version the operator serves.
 pub const API_VERSION: &str = "v1alpha1";
 /// Resources (plural names) the operator needs in `tideway.dev/v1alpha1`.
-pub const REQUIRED_RESOURCES: [&str; 2] = ["messageclusters", "topics"];
+pub const REQUIRED_RESOURCES: [&str; 3] = ["messageclusters", "topics", "consumerautoscalers"];
 /// Longest wait between two CRD checks.
 const CRD_CHECK_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -104,7 +105,7 @@ pub async fn run(settings: OperatorSettings) -> anyhow::Result<()> {
             }) => if became.is_err() { break },
             _ = stop_rx.wait_for(|stop| *stop) => break,
         }
-        tracing::info!("leading: starting the MessageCluster and Topic controllers");
+        tracing::info!("leading: starting the MessageCluster, Topic and ConsumerAutoscaler controllers");
         health.set_ready(true);
         let mut lost_rx = leader.clone();
         let mut stop_rx = shutdown.clone();
@@ -263,6 +264,18 @@ pub async fn run_controllers(ctx: Arc<Context>, stop: impl Future<Output = ()>) 
             }
         });
         streams.push(topics.boxed());
+        let autoscalers = Controller::new(
+            scoped_api::<ConsumerAutoscaler>(&client, scope),
+            watcher::Config::default(),
+        )
+        .run(reconcile_autoscaler, autoscaler_error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(autoscaler = %obj, "evaluated"),
+                Err(err) => tracing::debug!(error = %err, "ConsumerAutoscaler controller"),
+            }
+        });
+        streams.push(autoscalers.boxed());
     }
     tokio::select! {
         _ = futures::future::join_all(streams) => {
@@ -282,13 +295,24 @@ mod tests {
             missing_crds(&[]),
             vec![
                 "messageclusters.tideway.dev".to_owned(),
-                "topics.tideway.dev".to_owned()
+                "topics.tideway.dev".to_owned(),
+                "consumerautoscalers.tideway.dev".to_owned()
             ]
         );
         assert_eq!(
             missing_crds(&["topics".to_owned(), "topics/status".to_owned()]),
-            vec!["messageclusters.tideway.dev".to_owned()]
+            vec![
+                "messageclusters.tideway.dev".to_owned(),
+                "consumerautoscalers.tideway.dev".to_owned()
+            ]
         );
-        assert!(missing_crds(&["messageclusters".to_owned(), "topics".to_owned()]).is_empty());
+        assert!(
+            missing_crds(&[
+                "messageclusters".to_owned(),
+                "topics".to_owned(),
+                "consumerautoscalers".to_owned()
+            ])
+            .is_empty()
+        );
     }
 }

@@ -411,6 +411,11 @@ fn rbac_is_least_privilege() {
         "policy/poddisruptionbudgets:patch",
         "events.k8s.io/events:create",
         "/nodes:list",
+        "tideway.dev/consumerautoscalers:watch",
+        "tideway.dev/consumerautoscalers/status:patch",
+        "apps/deployments/scale:patch",
+        "apps/statefulsets/scale:get",
+        "autoscaling/horizontalpodautoscalers:list",
     ] {
         assert!(granted.contains(needed), "missing {needed}");
     }

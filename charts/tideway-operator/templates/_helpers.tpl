@@ -39,10 +39,10 @@ the reconcilers call (docs/operations.md lists why each is needed).
 */}}
 {{- define "tideway-operator.rules" -}}
 - apiGroups: ["tideway.dev"]
-  resources: ["messageclusters", "topics"]
+  resources: ["messageclusters", "topics", "consumerautoscalers"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["tideway.dev"]
-  resources: ["messageclusters/status", "topics/status"]
+  resources: ["messageclusters/status", "topics/status", "consumerautoscalers/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: ["tideway.dev"]
   resources: ["messageclusters/finalizers", "topics/finalizers"]
@@ -65,4 +65,14 @@ the reconcilers call (docs/operations.md lists why each is needed).
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# ConsumerAutoscaler: the scale subresource of the workloads it may scale
+# (autoscaler.scaleTargets), and HPAs, to refuse a workload that one already scales.
+{{- range .Values.autoscaler.scaleTargets }}
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ range $i, $r := .resources }}{{ if $i }}, {{ end }}{{ printf "%s/scale" $r | quote }}{{ end }}]
+  verbs: ["get", "patch"]
+{{- end }}
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list"]
 {{- end }}

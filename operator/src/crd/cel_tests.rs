@@ -183,3 +183,32 @@ fn cluster_storage_is_immutable() {
     new.spec.storage.size = Quantity("10Gi".into());
     assert_rejected(validate_cel_update(&new, &old), "storage cannot be changed");
 }
+
+fn autoscaler(min: i32, max: i32) -> ConsumerAutoscaler {
+    let spec: ConsumerAutoscalerSpec = serde_json::from_value(serde_json::json!({
+        "clusterRef": {"name": "demo"},
+        "consumerGroup": "orders-workers",
+        "scaleTargetRef": {"name": "workers"},
+        "minReplicas": min,
+        "maxReplicas": max,
+        "lagPerReplica": 10000
+    }))
+    .expect("spec");
+    let mut a = ConsumerAutoscaler::new("orders", spec);
+    a.metadata.namespace = Some("ns".into());
+    a
+}
+
+#[test]
+fn autoscaler_min_replicas_may_not_exceed_max() {
+    validate_cel(&autoscaler(0, 10)).expect("valid");
+    validate_cel(&autoscaler(3, 3)).expect("min = max");
+    assert_rejected(
+        validate_cel(&autoscaler(4, 3)),
+        "minReplicas must not exceed maxReplicas",
+    );
+    let a = autoscaler(0, 10);
+    assert_eq!(a.spec.scale_target_ref.kind, "Deployment");
+    assert_eq!(a.spec.behavior.cooldown_seconds, 300);
+    assert_eq!(a.spec.behavior.scale_down.stabilization_window_seconds, Some(300));
+}

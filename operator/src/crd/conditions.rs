@@ -16,6 +16,10 @@ pub enum ConditionType {
     Progressing,
     /// Something needs a person: an invalid spec, brokers down, partitions under-replicated.
     Degraded,
+    /// A ConsumerAutoscaler's group has lag above `activationLag`.
+    Active,
+    /// A ConsumerAutoscaler wants more (or fewer) replicas than its limits allow.
+    ScalingLimited,
 }
 
 impl ConditionType {
@@ -24,6 +28,8 @@ impl ConditionType {
             Self::Ready => "Ready",
             Self::Progressing => "Progressing",
             Self::Degraded => "Degraded",
+            Self::Active => "Active",
+            Self::ScalingLimited => "ScalingLimited",
         }
     }
 }
@@ -72,6 +78,32 @@ pub enum Reason {
     ScaleDownBlocked,
     /// Ready=False on a Topic: its replication factor exceeds the cluster's broker count.
     InvalidReplicationFactor,
+    /// Ready=True on a ConsumerAutoscaler: the lag was read and the target's replicas follow it.
+    LagRead,
+    /// Ready=True on a ConsumerAutoscaler: the cluster is rolling or a broker
+    /// is down; it scales up if needed but never down or to zero until that is over.
+    ScaleDownFrozen,
+    /// Ready=True on a ConsumerAutoscaler: the `tideway.dev/autoscaler-paused` annotation freezes it.
+    Paused,
+    /// Ready=False on a ConsumerAutoscaler: the brokers cannot tell the group's
+    /// lag (a partition without a leader, no broker answers); the replicas are kept.
+    LagUnavailable,
+    /// Ready=False on a ConsumerAutoscaler: `scaleTargetRef` names nothing that has the scale subresource.
+    TargetNotFound,
+    /// Ready=False on a ConsumerAutoscaler: a HorizontalPodAutoscaler already scales the same workload.
+    HpaConflict,
+    /// Active=True: the group's lag is above `activationLag`.
+    LagAboveActivation,
+    /// Active=False: the group's lag is at or below `activationLag`.
+    NoLag,
+    /// ScalingLimited=True: more replicas than the topics have partitions would idle.
+    PartitionCount,
+    /// ScalingLimited=True: capped at `maxReplicas`.
+    MaxReplicas,
+    /// ScalingLimited=True: raised to `minReplicas`.
+    MinReplicas,
+    /// ScalingLimited=False.
+    WithinLimits,
 }
 
 impl Reason {
@@ -95,6 +127,18 @@ impl Reason {
             Self::RollHalted => "RollHalted",
             Self::ScaleDownBlocked => "ScaleDownBlocked",
             Self::InvalidReplicationFactor => "InvalidReplicationFactor",
+            Self::LagRead => "LagRead",
+            Self::ScaleDownFrozen => "ScaleDownFrozen",
+            Self::Paused => "Paused",
+            Self::LagUnavailable => "LagUnavailable",
+            Self::TargetNotFound => "TargetNotFound",
+            Self::HpaConflict => "HpaConflict",
+            Self::LagAboveActivation => "LagAboveActivation",
+            Self::NoLag => "NoLag",
+            Self::PartitionCount => "PartitionCount",
+            Self::MaxReplicas => "MaxReplicas",
+            Self::MinReplicas => "MinReplicas",
+            Self::WithinLimits => "WithinLimits",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! crds/ and the Helm chart. The reconcilers that act on them live elsewhere.
 
 pub mod conditions;
+pub mod consumer_autoscaler;
 pub mod message_cluster;
 pub mod topic;
 
@@ -16,6 +17,7 @@ pub use message_cluster::{
     BrokerConfig, BrokerStatus, ClaimPolicy, MessageCluster, MessageClusterSpec,
     MessageClusterStatus, PodTemplateOverrides, RackSpec, RolloutPhase, RolloutStatus, StorageSpec,
 };
+pub use consumer_autoscaler::{ConsumerAutoscaler, ConsumerAutoscalerSpec, ConsumerAutoscalerStatus};
 pub use topic::{ClusterRef, DeletionPolicy, Topic, TopicSpec, TopicStatus};
 
 /// API group of every Tideway kind.
@@ -34,7 +36,7 @@ pub enum RenderCrdError {
 
 /// Every CRD the operator owns, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![MessageCluster::crd(), Topic::crd()]
+    vec![MessageCluster::crd(), Topic::crd(), ConsumerAutoscaler::crd()]
 }
 
 /// The file a CRD is committed as under crds/: `<plural>.<group>.yaml`.
