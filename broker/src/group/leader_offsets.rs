@@ -6,7 +6,6 @@
 //! is [`super::lag`]'s business.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
@@ -50,7 +49,7 @@ const CONSUMER: i32 = -1;
 ///    (READ_UNCOMMITTED: the high watermark) and EARLIEST (the log start),
 ///    both within `timeout`; a failure marks all that leader's partitions.
 pub async fn fetch_leader_offsets(
-    broker: &Arc<Broker>,
+    broker: &Broker,
     partitions: &BTreeSet<TopicPartition>,
     timeout: Duration,
 ) -> OffsetsByPartition {
@@ -76,20 +75,7 @@ pub async fn fetch_leader_offsets(
             continue;
         };
         let client_id = format!("tideway-lag-{me}");
-        asks.spawn(async move {
-            let answer = tokio::time::timeout(timeout, ask_leader(&addr, client_id, &tps, timeout))
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
-            match answer {
-                Ok(offsets) => offsets,
-                Err(e) => {
-                    let reason = format!("leader broker {leader} at {addr}: {e}");
-                    tps.into_iter()
-                        .map(|tp| (tp, Err(reason.clone())))
-                        .collect()
-                }
-            }
-        });
+        asks.spawn(ask_leader_within(leader, addr, client_id, tps, timeout));
     }
     while let Some(joined) = asks.join_next().await {
         match joined {
@@ -120,7 +106,30 @@ fn read_local(
     })
 }
 
-/// Step 3 for one leader.
+/// Step 3 for one leader: every partition's offsets, or all of them the
+/// reason the leader did not answer within `timeout`.
+async fn ask_leader_within(
+    leader: i32,
+    addr: String,
+    client_id: String,
+    partitions: Vec<TopicPartition>,
+    timeout: Duration,
+) -> OffsetsByPartition {
+    let answer = tokio::time::timeout(timeout, ask_leader(&addr, client_id, &partitions, timeout))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+    match answer {
+        Ok(offsets) => offsets,
+        Err(e) => {
+            let reason = format!("leader broker {leader} at {addr}: {e}");
+            partitions
+                .into_iter()
+                .map(|tp| (tp, Err(reason.clone())))
+                .collect()
+        }
+    }
+}
+
 async fn ask_leader(
     addr: &str,
     client_id: String,
@@ -273,6 +282,47 @@ mod tests {
                 ("b".to_string(), vec![(2, -1)])
             ]
         );
+    }
+
+    /// A leader that accepts the connection but never answers (hung, or
+    /// behind a black hole) costs one timeout, not a hung lag question.
+    #[tokio::test]
+    async fn a_silent_or_absent_leader_marks_its_partitions_within_the_timeout() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr").to_string();
+        let held = tokio::spawn(async move {
+            let (conn, _) = silent.accept().await.expect("accept");
+            // Keep the connection open, say nothing.
+            std::future::pending::<()>().await;
+            drop(conn);
+        });
+        let ps = vec![("a".to_string(), 0), ("a".to_string(), 1)];
+        let got = ask_leader_within(
+            2,
+            addr.clone(),
+            "test".into(),
+            ps.clone(),
+            Duration::from_millis(200),
+        )
+        .await;
+        held.abort();
+        assert_eq!(got.len(), 2);
+        for (tp, value) in &got {
+            let reason = value.as_ref().expect_err("no answer");
+            assert!(
+                reason.contains("leader broker 2") && reason.contains(&addr),
+                "{tp:?}: {reason}"
+            );
+        }
+
+        // Nobody listening: the connection is refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = closed.local_addr().expect("addr").to_string();
+        drop(closed);
+        let got = ask_leader_within(3, addr, "test".into(), ps, Duration::from_millis(200)).await;
+        assert!(got.values().all(|v| v.is_err()), "{got:?}");
     }
 
     #[test]

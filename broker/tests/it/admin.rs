@@ -320,3 +320,141 @@ async fn the_log_filter_is_checked_and_needs_a_reloadable_subscriber() {
         .expect_err("not reloadable");
     assert_eq!(err.code(), Code::FailedPrecondition);
 }
+
+/// GroupLag as the ConsumerAutoscaler asks it: named topics answer for a
+/// group that never committed (or does not exist), per reset policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_lag_of_named_topics_follows_the_reset_policy() {
+    use tideway_broker::group::offsets::Committed;
+
+    let (_dir, running, mut admin) = start_one().await;
+    let broker = running.ctx.broker.clone();
+    broker
+        .create_topic("backlog", 2, 1, Default::default())
+        .await
+        .expect("create");
+    let p0 = broker.partition("backlog", 0).expect("hosted");
+    broker
+        .append(&p0, super::wire::batch(5), false)
+        .await
+        .expect("append");
+    let ask = |group: &str, topics: &[&str], reset: OffsetResetPolicy| GroupLagRequest {
+        group: group.into(),
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        reset_policy: reset as i32,
+    };
+
+    // The high watermark reaches 5 once the single in-sync replica has it.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let earliest = loop {
+        let answer = admin
+            .group_lag(ask("never", &["backlog"], OffsetResetPolicy::Earliest))
+            .await;
+        match answer {
+            Ok(r) if r.get_ref().total_lag == 5 => break r.into_inner(),
+            other => assert!(
+                tokio::time::Instant::now() < until,
+                "no lag of 5 for an uncommitted group: {other:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((earliest.state.as_str(), earliest.members), ("Dead", 0));
+    let seen: Vec<(i32, i64, i64, i64, i64)> = earliest
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition,
+                p.committed_offset,
+                p.high_watermark,
+                p.log_start_offset,
+                p.lag,
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![(0, -1, 5, 0, 5), (1, -1, 0, 0, 0)]);
+    let unspecified = admin
+        .group_lag(ask("never", &["backlog"], OffsetResetPolicy::Unspecified))
+        .await
+        .expect("unspecified")
+        .into_inner();
+    assert_eq!(unspecified.total_lag, 5, "UNSPECIFIED counts as EARLIEST");
+    let latest = admin
+        .group_lag(ask("never", &["backlog"], OffsetResetPolicy::Latest))
+        .await
+        .expect("latest")
+        .into_inner();
+    assert_eq!(latest.total_lag, 0);
+
+    // A commit counts from itself under either policy; only named topics are shown.
+    running
+        .ctx
+        .coordinator()
+        .expect("coordinator")
+        .commit(
+            "committed",
+            -1,
+            "",
+            None,
+            vec![(
+                ("backlog".to_string(), 0),
+                Committed {
+                    offset: 2,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_ms: 0,
+                },
+            )],
+        )
+        .await
+        .expect("commit");
+    for reset in [OffsetResetPolicy::Earliest, OffsetResetPolicy::Latest] {
+        let lag = admin
+            .group_lag(ask("committed", &["backlog"], reset))
+            .await
+            .expect("lag")
+            .into_inner();
+        assert_eq!(
+            (lag.state.as_str(), lag.total_lag),
+            ("Empty", 3),
+            "{reset:?}"
+        );
+    }
+    let default = admin
+        .group_lag(ask("committed", &[], OffsetResetPolicy::Unspecified))
+        .await
+        .expect("default")
+        .into_inner();
+    assert_eq!(
+        default.partitions.len(),
+        1,
+        "without topics: the committed partition"
+    );
+
+    let err = admin
+        .group_lag(ask(
+            "never",
+            &["backlog", "nope"],
+            OffsetResetPolicy::Latest,
+        ))
+        .await
+        .expect_err("unknown topic");
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("'nope'"), "{}", err.message());
+    let err = admin
+        .group_lag(ask("never", &[], OffsetResetPolicy::Latest))
+        .await
+        .expect_err("no topics, no group");
+    assert_eq!(err.code(), Code::NotFound);
+    let err = admin
+        .group_lag(GroupLagRequest {
+            group: "never".into(),
+            topics: vec![],
+            reset_policy: 7,
+        })
+        .await
+        .expect_err("bad policy");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    running.stop().await;
+}

@@ -110,7 +110,7 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn batch(n: usize) -> Bytes {
+pub(super) fn batch(n: usize) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
             transactional: false,
