@@ -79,7 +79,7 @@ expect_reject() {
 
 # 1. CRDs
 if k apply --server-side -f "$root/crds/" >/dev/null && \
-   k wait --for=condition=Established --timeout=60s crd/messageclusters.tideway.dev crd/topics.tideway.dev >/dev/null; then
+   k wait --for=condition=Established --timeout=60s crd/messageclusters.tideway.dev crd/topics.tideway.dev crd/consumerautoscalers.tideway.dev >/dev/null; then
     ok "CRDs install and are Established"
 else
     fail "CRDs install"; exit 1
@@ -141,6 +141,31 @@ expect_reject "topicName with '/' rejected" "spec.topicName" \
 expect_reject "deletionPolicy outside the enum rejected" "deletionPolicy" \
     apply --dry-run=server -f - < <(topic_yaml demo 1 1 1 | sed 's/name: orders}/name: policy}/'; echo "  deletionPolicy: Shred")
 
+cas_yaml() { # cas_yaml <min> <max> [extra spec line]
+    cat <<Y
+apiVersion: tideway.dev/v1alpha1
+kind: ConsumerAutoscaler
+metadata: {name: workers}
+spec:
+  clusterRef: {name: demo}
+  consumerGroup: workers
+  scaleTargetRef: {name: workers}
+  minReplicas: $1
+  maxReplicas: $2
+  lagPerReplica: 10000
+${3:+  $3}
+Y
+}
+if cas_yaml 0 10 | k apply -f - >/dev/null \
+    && [ "$(k get cas workers -o jsonpath='{.spec.scaleTargetRef.kind}/{.spec.behavior.cooldownSeconds}/{.spec.offsetResetPolicy}')" = Deployment/300/Latest ]; then
+    ok "valid ConsumerAutoscaler accepted, defaults filled (Deployment, cooldown 300 s, Latest)"
+else
+    fail "ConsumerAutoscaler: $(k get cas workers -o yaml 2>&1 | tail -20)"
+fi
+expect_reject "autoscaler minReplicas > maxReplicas rejected" "minReplicas must not exceed maxReplicas" apply --dry-run=server -f - < <(cas_yaml 5 3)
+expect_reject "autoscaler lagPerReplica 0 rejected" "spec.lagPerReplica" apply --dry-run=server -f - < <(cas_yaml 0 3 | sed 's/lagPerReplica: 10000/lagPerReplica: 0/')
+expect_reject "autoscaler offsetResetPolicy outside the enum rejected" "offsetResetPolicy" apply --dry-run=server -f - < <(cas_yaml 0 3 "offsetResetPolicy: Newest")
+
 # 4. category and printer columns
 if out="$(k get tideway 2>&1)" && grep -q "messagecluster.tideway.dev/demo" <<<"$out" && grep -q "topic.tideway.dev/orders" <<<"$out"; then
     ok "kubectl get tideway lists both kinds"
@@ -149,6 +174,7 @@ else
 fi
 if out="$(k get topics 2>&1)" && head -1 <<<"$out" | grep -q "PARTITIONS.*RF.*MIN-ISR"; then ok "Topic printer columns"; else fail "Topic printer columns: $out"; fi
 if out="$(k get mc 2>&1)" && head -1 <<<"$out" | grep -q "READY.*BROKERS"; then ok "MessageCluster short name and columns"; else fail "kubectl get mc: $out"; fi
+if out="$(k get cas 2>&1)" && head -1 <<<"$out" | grep -q "TARGET.*GROUP.*LAG.*REPLICAS.*DESIRED.*READY"; then ok "ConsumerAutoscaler short name and columns"; else fail "kubectl get cas: $out"; fi
 
 echo "apiserver-check: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -9,7 +9,8 @@
 # operator replicas never both act; deletionPolicy Delete deletes the Kafka topic, Retain
 # keeps it; then tests/e2e/operator/roll.sh, with clients producing and consuming throughout:
 # rolling restarts, and scaling up to 4 (no broker restarts) and back down to 3 (replicas
-# moved off broker 3 first).
+# moved off broker 3 first); then tests/e2e/operator/autoscale.sh: a ConsumerAutoscaler
+# scales a consumer Deployment on its group's lag.
 # Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
 # tests/cluster/test.sh with TIDEWAY_OPERATOR_E2E=1).
 set -euo pipefail
@@ -219,6 +220,10 @@ if on_broker audit; then ok "deletionPolicy Retain kept the Kafka topic"; else f
 bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
 # shellcheck source=tests/e2e/operator/roll.sh
 . "$root/tests/e2e/operator/roll.sh"
+
+# 11. consumer autoscaling on lag (issue 15)
+# shellcheck source=tests/e2e/operator/autoscale.sh
+. "$root/tests/e2e/operator/autoscale.sh"
 
 echo "e2e-operator: $passed passed, $failed failed"
 [ "$failed" = 0 ]

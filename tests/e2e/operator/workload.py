@@ -1,4 +1,5 @@
-"""The client side of the rolling-restart e2e (tests/e2e/operator/roll.sh).
+"""The client side of the rolling-restart e2e (tests/e2e/operator/roll.sh), and
+`group-caught-up` for the autoscaling e2e (tests/e2e/operator/autoscale.sh).
 
 `run` keeps a keyed, idempotent, acks=all producer and a consumer group that
 commits after processing going until the file `<out>/stop` appears, while a
@@ -270,9 +271,30 @@ def topic_config(args):
     print(configs[args.config].value)
 
 
+def group_caught_up(args):
+    """Exit 0 when the group's committed offset equals the high watermark on
+    every partition of the topic (every record consumed and committed);
+    prints the per-partition numbers either way."""
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(args.topic, timeout=30).topics[args.topic].partitions
+        tps = [TopicPartition(args.topic, p) for p in sorted(partitions)]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=30)}
+        highs = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps}
+    finally:
+        consumer.close()
+    behind = {p: highs[p] - committed[p] for p in highs if committed[p] != highs[p]}
+    total = sum(highs.values())
+    if behind:
+        print(f"not caught up: committed {committed}, high watermarks {highs}")
+        return 1
+    print(f"{args.group} committed the high watermark of all {len(highs)} partitions ({total} records in the topic)")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["run", "verify", "topic-config"])
+    parser.add_argument("mode", choices=["run", "verify", "topic-config", "group-caught-up"])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group")
@@ -284,6 +306,8 @@ def main():
         run(args)
     elif args.mode == "topic-config":
         topic_config(args)
+    elif args.mode == "group-caught-up":
+        raise SystemExit(group_caught_up(args))
     else:
         raise SystemExit(verify(args))
 
