@@ -7,7 +7,9 @@
 #   images: pause    localhost/tideway/pause:3.10   (static, from images/pause/pause.c)
 #           toolbox  tideway-toolbox:0.1.0          (static busybox, for tests that need a shell)
 #           broker   tideway-broker:0.1.0           (target/{release,debug}/tideway-broker, or
-#                                                    $TIDEWAY_BROKER_BIN)
+#                                                    $TIDEWAY_BROKER_BIN; with the `tideway` CLI
+#                                                    beside it: target/{release,debug}/tideway,
+#                                                    or $TIDEWAY_CLI_BIN)
 #           operator tideway-operator:0.1.0         (once a tideway-operator binary exists)
 #   default: pause toolbox broker
 # Image archives (docker-archive) are cached in $TIDEWAY_CACHE/images and rebuilt only when
@@ -31,14 +33,14 @@ want=("$@")
 command -v buildah >/dev/null || die "buildah not installed (tests/cluster/setup-host.sh installs it)"
 
 # newest of the candidate binaries that exists
-find_bin() { # find_bin <name> <override>
-    local name="$1" override="$2" best="" c
+find_bin() { # find_bin <name> <override> [cargo package, default <name>]
+    local name="$1" override="$2" package="${3:-$1}" best="" c
     if [ -n "$override" ]; then [ -x "$override" ] && { echo "$override"; return; }; die "$override not executable"; fi
     for c in "$root/target/release/$name" "$root/target/debug/$name"; do
         [ -x "$c" ] || continue
         if [ -z "$best" ] || [ "$c" -nt "$best" ]; then best="$c"; fi
     done
-    [ -n "$best" ] || die "no $name binary in $root/target/{release,debug}: run cargo build --release -p $name"
+    [ -n "$best" ] || die "no $name binary in $root/target/{release,debug}: run cargo build --release -p $package"
     echo "$best"
 }
 
@@ -92,6 +94,7 @@ populate_toolbox() {
 }
 populate_broker() {
     add_with_libs "$1" "$broker_bin" /usr/local/bin/tideway-broker
+    add_with_libs "$1" "$cli_bin" /usr/local/bin/tideway
     install -d -o 65532 -g 65532 "$1/var/lib/tideway"
 }
 populate_operator() { add_with_libs "$1" "$operator_bin" /usr/local/bin/tideway-operator; }
@@ -114,8 +117,10 @@ for image in "${want[@]}"; do
                 populate_toolbox --entrypoint '["/bin/sh"]' --env PATH=/bin ;;
         broker)
             broker_bin="$(find_bin tideway-broker "${TIDEWAY_BROKER_BIN:-}")"
-            say "broker binary: $broker_bin"
-            build_image broker tideway-broker:0.1.0 "$(sha256sum "$broker_bin" | cut -d' ' -f1)-1" \
+            cli_bin="$(find_bin tideway "${TIDEWAY_CLI_BIN:-}" tideway-cli)"
+            say "broker binary: $broker_bin; CLI binary: $cli_bin"
+            build_image broker tideway-broker:0.1.0 \
+                "$(cat "$broker_bin" "$cli_bin" | sha256sum | cut -d' ' -f1)-2" \
                 populate_broker --entrypoint '["/usr/local/bin/tideway-broker"]' \
                 --env TIDEWAY_LISTEN=0.0.0.0:9092 --env TIDEWAY_HTTP_LISTEN=0.0.0.0:9644 \
                 --env TIDEWAY_DATA_DIR=/var/lib/tideway --workingdir /var/lib/tideway \

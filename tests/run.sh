@@ -26,12 +26,15 @@ k8s_bin="$(bash tests/cluster/build-binaries.sh | tail -n 1)"
 [ -x "$k8s_bin/helm" ] || fail "no helm in $k8s_bin"
 export TIDEWAY_K8S_BIN="$k8s_bin" TIDEWAY_HELM="$k8s_bin/helm" TIDEWAY_REQUIRE_HELM=1
 
-step "3/7 cargo build --release -p tideway-broker -p tideway-operator"
-cargo build --release -p tideway-broker -p tideway-operator
+step "3/7 cargo build --release -p tideway-broker -p tideway-operator -p tideway-cli"
+cargo build --release -p tideway-broker -p tideway-operator -p tideway-cli
 target_dir="$(cargo metadata --format-version 1 --no-deps \
     | "$venv_python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 broker_bin="$target_dir/release/tideway-broker"
 [ -x "$broker_bin" ] || fail "no broker binary at $broker_bin"
+# The `tideway` CLI: pytest runs it, images/build.sh puts it into the broker image (step 7).
+export TIDEWAY_CLI_BIN="$target_dir/release/tideway"
+[ -x "$TIDEWAY_CLI_BIN" ] || fail "no CLI binary at $TIDEWAY_CLI_BIN"
 
 step "4/7 cargo test --workspace (helm chart checks included)"
 cargo test --workspace

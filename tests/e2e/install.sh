@@ -28,12 +28,13 @@ die() { echo "[install] FAILED: $*" >&2; exit 1; }
 [ -S "$sock" ] || die "no containerd socket at $sock: run tests/cluster/up.sh first"
 
 if [ "${TIDEWAY_SKIP_BUILD:-0}" != 1 ]; then
-    say "cargo build --release -p tideway-operator -p tideway-broker"
-    nice cargo build --release -p tideway-operator -p tideway-broker
+    say "cargo build --release -p tideway-operator -p tideway-broker -p tideway-cli"
+    nice cargo build --release -p tideway-operator -p tideway-broker -p tideway-cli
 fi
 say "images (operator, broker) → containerd"
 TIDEWAY_OPERATOR_BIN="$root/target/release/tideway-operator" \
 TIDEWAY_BROKER_BIN="${TIDEWAY_BROKER_BIN:-$root/target/release/tideway-broker}" \
+TIDEWAY_CLI_BIN="${TIDEWAY_CLI_BIN:-$root/target/release/tideway}" \
     bash images/build.sh --import "$sock" operator broker
 
 say "helm upgrade --install $release ($namespace)"
