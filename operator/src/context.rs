@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -28,6 +28,34 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per object: when it was last evaluated, and a fingerprint of what it was
+    /// evaluated for (see [`Context::throttle`]).
+    evaluations: Mutex<Evaluations>,
+}
+
+/// When each object was last evaluated, and for which fingerprint.
+#[derive(Default)]
+pub struct Evaluations(HashMap<String, (Instant, u64)>);
+
+impl Evaluations {
+    /// `Some(wait)` when `key` ran less than `interval` before `now` with the
+    /// same fingerprint; otherwise records this run at `now`.
+    pub fn wait(
+        &mut self,
+        key: &str,
+        fingerprint: u64,
+        now: Instant,
+        interval: Duration,
+    ) -> Option<Duration> {
+        if let Some((at, seen)) = self.0.get(key) {
+            let elapsed = now.saturating_duration_since(*at);
+            if *seen == fingerprint && elapsed < interval {
+                return Some(interval - elapsed);
+            }
+        }
+        self.0.insert(key.to_owned(), (now, fingerprint));
+        None
+    }
 }
 
 impl Context {
@@ -42,6 +70,7 @@ impl Context {
             settings,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            evaluations: Mutex::new(Evaluations::default()),
         }
     }
 
@@ -74,6 +103,18 @@ impl Context {
         }
     }
 
+    /// For reconcilers that run on a timer and write their status every time
+    /// (which wakes them again through the watch): `Some(wait)` when `key` was
+    /// evaluated less than `interval` ago for the same `fingerprint` (e.g. its
+    /// generation and annotations), so this run should only requeue after `wait`;
+    /// otherwise records this run and returns None.
+    pub fn throttle(&self, key: &str, fingerprint: u64, interval: Duration) -> Option<Duration> {
+        self.evaluations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wait(key, fingerprint, Instant::now(), interval)
+    }
+
     /// Forgets the failures of `key` after a successful reconcile.
     pub fn reset_backoff(&self, key: &str) {
         self.failures
@@ -92,6 +133,30 @@ pub fn backoff_after(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_evaluation_waits_out_its_interval_unless_the_fingerprint_changed() {
+        let mut runs = Evaluations::default();
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert_eq!(runs.wait("a", 1, t0, minute), None);
+        assert_eq!(
+            runs.wait("a", 1, t0 + Duration::from_secs(10), minute),
+            Some(Duration::from_secs(50)),
+            "woken by its own status write: wait"
+        );
+        assert_eq!(
+            runs.wait("a", 2, t0 + Duration::from_secs(11), minute),
+            None,
+            "a spec change runs at once"
+        );
+        assert_eq!(runs.wait("b", 2, t0, minute), None);
+        assert_eq!(
+            runs.wait("a", 2, t0 + Duration::from_secs(71), minute),
+            None,
+            "interval over"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

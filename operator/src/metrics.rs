@@ -175,7 +175,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("tideway_autoscaler_desired_replicas{namespace=\"ns\",name=\"orders\"} 6"),
+            text.contains(
+                "tideway_autoscaler_desired_replicas{namespace=\"ns\",name=\"orders\"} 6"
+            ),
             "{text}"
         );
         assert!(

@@ -105,7 +105,9 @@ pub async fn run(settings: OperatorSettings) -> anyhow::Result<()> {
             }) => if became.is_err() { break },
             _ = stop_rx.wait_for(|stop| *stop) => break,
         }
-        tracing::info!("leading: starting the MessageCluster, Topic and ConsumerAutoscaler controllers");
+        tracing::info!(
+            "leading: starting the MessageCluster, Topic and ConsumerAutoscaler controllers"
+        );
         health.set_ready(true);
         let mut lost_rx = leader.clone();
         let mut stop_rx = shutdown.clone();

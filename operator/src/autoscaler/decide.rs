@@ -154,7 +154,10 @@ pub fn decide(input: &Input<'_>) -> Decision {
         );
     }
     let Some(lag) = &input.lag else {
-        let why = input.frozen.clone().unwrap_or_else(|| "the lag cannot be read".to_owned());
+        let why = input
+            .frozen
+            .clone()
+            .unwrap_or_else(|| "the lag cannot be read".to_owned());
         return keep(memory, format!("keeping {current} replicas: {why}"), false);
     };
     // 2.
@@ -215,7 +218,9 @@ pub fn decide(input: &Input<'_>) -> Decision {
         .scale_up
         .stabilization_window_seconds
         .max(policy.scale_down.stabilization_window_seconds);
-    memory.recommendations.retain(|r| input.now - r.at < horizon);
+    memory
+        .recommendations
+        .retain(|r| input.now - r.at < horizon);
     memory.recommendations.push(Recommendation {
         at: input.now,
         replicas: recommended,
@@ -380,7 +385,10 @@ mod tests {
     #[test]
     fn desired_is_total_lag_over_lag_per_replica_rounded_up_and_capped_at_max() {
         let p = policy();
-        assert_eq!(run(&p, 1, lag(30_001, 100), &Memory::default(), 0).replicas, 4);
+        assert_eq!(
+            run(&p, 1, lag(30_001, 100), &Memory::default(), 0).replicas,
+            4
+        );
         let d = run(&p, 1, lag(1_000_000, 100), &Memory::default(), 0);
         assert_eq!((d.replicas, d.limit), (10, Some(Limit::MaxReplicas(10))));
         // a little lag still needs one consumer
@@ -431,7 +439,10 @@ mod tests {
     #[test]
     fn scale_up_is_immediate_by_default_and_stabilized_when_asked() {
         let p = policy();
-        assert_eq!(run(&p, 2, lag(80_000, 12), &Memory::default(), 0).replicas, 8);
+        assert_eq!(
+            run(&p, 2, lag(80_000, 12), &Memory::default(), 0).replicas,
+            8
+        );
         let slow = Policy {
             scale_up: Rules {
                 stabilization_window_seconds: 60,

@@ -96,7 +96,8 @@ pub fn autoscaler_error_policy(
     error: &AutoscalerError,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_reason());
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, error.metric_reason());
     let key = key(&autoscaler);
     let delay = ctx.backoff(&key).min(EVALUATION_INTERVAL * 3);
     tracing::warn!(autoscaler = %key, error = %format_chain(error), retry_in = ?delay, "ConsumerAutoscaler reconcile failed");
@@ -129,6 +130,19 @@ pub async fn reconcile_autoscaler(
     autoscaler: Arc<ConsumerAutoscaler>,
     ctx: Arc<Context>,
 ) -> Result<Action, AutoscalerError> {
+    // Every evaluation writes the status, which wakes this reconciler again
+    // through the watch: evaluate at most once per interval unless the spec or
+    // the annotations changed.
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        autoscaler.metadata.generation.hash(&mut h);
+        autoscaler.annotations().hash(&mut h);
+        h.finish()
+    };
+    if let Some(wait) = ctx.throttle(&key(&autoscaler), fingerprint, EVALUATION_INTERVAL) {
+        return Ok(Action::requeue(wait));
+    }
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = autoscaler
         .namespace()
@@ -148,14 +162,22 @@ pub async fn reconcile_autoscaler(
             source,
         }
     };
-    let target = format!("{}/{}", spec.scale_target_ref.kind, spec.scale_target_ref.name);
+    let target = format!(
+        "{}/{}",
+        spec.scale_target_ref.kind, spec.scale_target_ref.name
+    );
 
     // 2.
     let hpas = Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), &namespace)
         .list(&ListParams::default())
         .await
         .map_err(read("HorizontalPodAutoscalers"))?;
-    let group_of = |api_version: &str| api_version.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
+    let group_of = |api_version: &str| {
+        api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_owned()
+    };
     let conflict = hpas.items.iter().find(|h| {
         let r = &h.spec.scale_target_ref;
         r.kind == spec.scale_target_ref.kind
@@ -200,7 +222,9 @@ pub async fn reconcile_autoscaler(
         Err(kube::Error::Api(s)) if s.code == 404 => {
             let problem = not_ready(
                 Reason::TargetNotFound,
-                format!("{target} does not exist in namespace {namespace}, or has no scale subresource"),
+                format!(
+                    "{target} does not exist in namespace {namespace}, or has no scale subresource"
+                ),
             );
             return finish_not_ready(&ctx, &autoscaler, status, problem, None, &now).await;
         }
@@ -216,7 +240,10 @@ pub async fn reconcile_autoscaler(
     let Some(cluster) = cluster else {
         let problem = not_ready(
             Reason::ClusterNotFound,
-            format!("no MessageCluster {:?} in this namespace", spec.cluster_ref.name),
+            format!(
+                "no MessageCluster {:?} in this namespace",
+                spec.cluster_ref.name
+            ),
         );
         return finish_not_ready(&ctx, &autoscaler, status, problem, Some(current), &now).await;
     };
@@ -225,10 +252,12 @@ pub async fn reconcile_autoscaler(
         Err(_) => {
             let problem = not_ready(
                 Reason::ClusterNotReady,
-                format!("MessageCluster {} has an invalid spec", spec.cluster_ref.name),
+                format!(
+                    "MessageCluster {} has an invalid spec",
+                    spec.cluster_ref.name
+                ),
             );
-            return finish_not_ready(&ctx, &autoscaler, status, problem, Some(current), &now)
-                .await;
+            return finish_not_ready(&ctx, &autoscaler, status, problem, Some(current), &now).await;
         }
     };
     // 5.
@@ -267,9 +296,11 @@ pub async fn reconcile_autoscaler(
     let lag = match group_lag(&validated, &ready, request).await {
         Ok(lag) => lag,
         Err(message) => {
-            let problem = not_ready(Reason::LagUnavailable, format!("{message}; keeping {current} replicas"));
-            return finish_not_ready(&ctx, &autoscaler, status, problem, Some(current), &now)
-                .await;
+            let problem = not_ready(
+                Reason::LagUnavailable,
+                format!("{message}; keeping {current} replicas"),
+            );
+            return finish_not_ready(&ctx, &autoscaler, status, problem, Some(current), &now).await;
         }
     };
 
@@ -281,9 +312,12 @@ pub async fn reconcile_autoscaler(
         if replicas == current && now_ms - at < RATE_MIN_SAMPLE_MS {
             sample = Some((at, sum, replicas));
         } else if replicas == current {
-            if let Some(rate) =
-                rate_per_replica(sum, summary.committed_sum, (now_ms - at) as f64 / 1000.0, current)
-            {
+            if let Some(rate) = rate_per_replica(
+                sum,
+                summary.committed_sum,
+                (now_ms - at) as f64 / 1000.0,
+                current,
+            ) {
                 // A replica with nothing to consume is idle, not slow: measure only while there is lag.
                 if summary.total > 0 {
                     memory.rate_per_replica = Some(rate);
@@ -370,7 +404,10 @@ pub async fn reconcile_autoscaler(
     } else if let Some(f) = &frozen {
         (
             Reason::ScaleDownFrozen,
-            format!("{f}: scaling up only, never down or to zero; {}", decision.reason),
+            format!(
+                "{f}: scaling up only, never down or to zero; {}",
+                decision.reason
+            ),
         )
     } else {
         (
@@ -392,14 +429,20 @@ pub async fn reconcile_autoscaler(
             ConditionType::Active,
             true,
             Reason::LagAboveActivation,
-            format!("lag {} > activationLag {}", summary.total, policy.activation_lag),
+            format!(
+                "lag {} > activationLag {}",
+                summary.total, policy.activation_lag
+            ),
         )
     } else {
         ConditionUpdate::new(
             ConditionType::Active,
             false,
             Reason::NoLag,
-            format!("lag {} <= activationLag {}", summary.total, policy.activation_lag),
+            format!(
+                "lag {} <= activationLag {}",
+                summary.total, policy.activation_lag
+            ),
         )
     };
     set_condition(&mut status.conditions, active, generation, &now);
@@ -408,7 +451,9 @@ pub async fn reconcile_autoscaler(
             ConditionType::ScalingLimited,
             true,
             Reason::PartitionCount,
-            format!("capped at {n}: the topics have {n} partition(s), a consumer beyond them would idle"),
+            format!(
+                "capped at {n}: the topics have {n} partition(s), a consumer beyond them would idle"
+            ),
         ),
         Some(Limit::MaxReplicas(n)) => ConditionUpdate::new(
             ConditionType::ScalingLimited,
@@ -470,7 +515,10 @@ async fn group_lag(
     request: GroupLagRequest,
 ) -> Result<GroupLagResponse, String> {
     if ready.is_empty() {
-        return Err(format!("no broker of MessageCluster {} is ready", cluster.name));
+        return Err(format!(
+            "no broker of MessageCluster {} is ready",
+            cluster.name
+        ));
     }
     let mut last = String::new();
     for address in admin_addresses(cluster, ready) {
@@ -672,7 +720,10 @@ mod tests {
         assert_eq!((s.total, s.partitions, s.committed_sum), (8, 3, 17));
         let t = lag_per_topic(&lag);
         assert_eq!(t.len(), 2);
-        assert_eq!((t[0].lag, t[0].partitions, t[0].partitions_with_lag), (5, 2, 1));
+        assert_eq!(
+            (t[0].lag, t[0].partitions, t[0].partitions_with_lag),
+            (5, 2, 1)
+        );
         assert_eq!((t[1].topic.as_str(), t[1].lag), ("b", 3));
     }
 

@@ -210,5 +210,8 @@ fn autoscaler_min_replicas_may_not_exceed_max() {
     let a = autoscaler(0, 10);
     assert_eq!(a.spec.scale_target_ref.kind, "Deployment");
     assert_eq!(a.spec.behavior.cooldown_seconds, 300);
-    assert_eq!(a.spec.behavior.scale_down.stabilization_window_seconds, Some(300));
+    assert_eq!(
+        a.spec.behavior.scale_down.stabilization_window_seconds,
+        Some(300)
+    );
 }

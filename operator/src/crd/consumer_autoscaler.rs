@@ -28,14 +28,39 @@ pub const PAUSED_ANNOTATION: &str = "tideway.dev/autoscaler-paused";
     status = "ConsumerAutoscalerStatus",
     derive = "PartialEq",
     doc = "Scales a consumer workload (Deployment, StatefulSet, or any resource with the scale subresource) on the lag of its consumer group, managed by tideway-operator.",
-    printcolumn(name = "Target", type_ = "string", json_path = ".spec.scaleTargetRef.name"),
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".spec.scaleTargetRef.name"
+    ),
     printcolumn(name = "Group", type_ = "string", json_path = ".spec.consumerGroup"),
     printcolumn(name = "Lag", type_ = "integer", json_path = ".status.totalLag"),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.currentReplicas"),
-    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Active", type_ = "string", json_path = ".status.conditions[?(@.type==\"Active\")].status", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.currentReplicas"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredReplicas"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Active\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(

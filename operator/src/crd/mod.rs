@@ -13,11 +13,13 @@ mod cel_tests;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use consumer_autoscaler::{
+    ConsumerAutoscaler, ConsumerAutoscalerSpec, ConsumerAutoscalerStatus,
+};
 pub use message_cluster::{
     BrokerConfig, BrokerStatus, ClaimPolicy, MessageCluster, MessageClusterSpec,
     MessageClusterStatus, PodTemplateOverrides, RackSpec, RolloutPhase, RolloutStatus, StorageSpec,
 };
-pub use consumer_autoscaler::{ConsumerAutoscaler, ConsumerAutoscalerSpec, ConsumerAutoscalerStatus};
 pub use topic::{ClusterRef, DeletionPolicy, Topic, TopicSpec, TopicStatus};
 
 /// API group of every Tideway kind.
@@ -36,7 +38,11 @@ pub enum RenderCrdError {
 
 /// Every CRD the operator owns, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![MessageCluster::crd(), Topic::crd(), ConsumerAutoscaler::crd()]
+    vec![
+        MessageCluster::crd(),
+        Topic::crd(),
+        ConsumerAutoscaler::crd(),
+    ]
 }
 
 /// The file a CRD is committed as under crds/: `<plural>.<group>.yaml`.
