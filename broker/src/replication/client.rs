@@ -1,5 +1,7 @@
-//! A minimal Kafka client connection for followers: one request at a time,
-//! encoded and decoded by the kafka-protocol crate, each bounded by a timeout.
+//! A minimal Kafka client connection between brokers (followers fetching,
+//! the group coordinator asking other leaders for offsets): one request at
+//! a time, encoded and decoded by the kafka-protocol crate, each bounded by
+//! a timeout.
 
 use std::time::Duration;
 
