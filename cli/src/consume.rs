@@ -298,13 +298,7 @@ pub async fn run(
 
     match &stop {
         Stop::Signal(name) => {
-            info!("{name}: stopping; committing what was processed and leaving the group");
-            // A second signal while the commit or the close hangs (brokers down) ends at once.
-            tokio::spawn(async move {
-                let name = signals.recv().await;
-                eprintln!("tideway consume: second {name}: exiting without waiting for the commit");
-                std::process::exit(130);
-            });
+            info!("{name}: stopping; committing what was processed and leaving the group")
         }
         Stop::CountReached => info!("--count {consumed} reached; committing and leaving the group"),
         Stop::Output(e) => warn!(
@@ -312,6 +306,14 @@ pub async fn run(
         ),
         Stop::Fatal(e) => warn!("fatal consumer error ({e}); committing what was processed"),
     }
+    // A signal now, while the commit or the close hangs (brokers down), ends at once.
+    tokio::spawn(async move {
+        let name = signals.recv().await;
+        eprintln!(
+            "tideway consume: {name} while finishing: exiting without waiting for the commit"
+        );
+        std::process::exit(130);
+    });
     let _ = out.flush();
     let final_commit = execute_commit(&consumer, CommitMode::Sync);
     // Closing (on drop) revokes the assignment and sends LeaveGroup, so the
