@@ -360,12 +360,15 @@ pub async fn reconcile_autoscaler(
             decision.replicas, decision.reason
         );
         tracing::info!(autoscaler = %key(&autoscaler), %note, "scaled");
+        // The event recorder folds Events with the same reason and action into one
+        // series that keeps the first note: the action names the transition, so
+        // each different scale is an Event of its own with its own lag.
         ctx.publish_event(
             &autoscaler.object_ref(&()),
             EventType::Normal,
             "Scaled",
             note,
-            "Scale",
+            &format!("Scale{current}To{}", decision.replicas),
         )
         .await;
         status.last_scale_time = Some(now.clone());

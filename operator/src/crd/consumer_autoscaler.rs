@@ -72,9 +72,11 @@ pub struct ConsumerAutoscalerSpec {
     /// The Kafka consumer group (`group.id`) the workload's consumers use.
     #[schemars(length(min = 1, max = 255))]
     pub consumer_group: String,
-    /// Topics whose lag counts. When empty: the topics the group has committed
-    /// offsets for (a group that never committed then has no lag: list its
-    /// topics here so that a backlog scales it up from zero).
+    /// Topics whose lag counts (every partition of each). When empty: the
+    /// partitions the group has committed offsets for and the topics its
+    /// members subscribe to (a group with neither, e.g. one scaled to zero
+    /// that never committed, then has no lag: list its topics here so that a
+    /// backlog scales it up from zero).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub topics: Vec<String>,
