@@ -32,15 +32,16 @@ roll_done() {
         && [ "$(k get mc demo -o jsonpath='{.status.readyBrokers}')" = 3 ]
 }
 rolling() { local p; p="$(rollout phase)"; [ -n "$p" ] && [ "$p" != Done ]; }
-# events <reason>: occurrences of Events with that reason on MessageCluster demo (a repeated
-# Event is one object with series.count, so a restart recorded twice counts twice)
+# events <reason> [kind name]: occurrences of Events with that reason on an object, by default
+# MessageCluster demo (a repeated Event is one object with series.count, so a restart recorded
+# twice counts twice)
 events() {
     k get events.v1.events.k8s.io -o json | "$python" -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
 print(sum((e.get("series") or {}).get("count", 1) for e in items
-          if e["reason"] == sys.argv[1] and e["regarding"].get("name") == "demo"
-          and e["regarding"].get("kind") == "MessageCluster"))' "$1"
+          if e["reason"] == sys.argv[1] and e["regarding"].get("name") == sys.argv[3]
+          and e["regarding"].get("kind") == sys.argv[2]))' "$1" "${2:-MessageCluster}" "${3:-demo}"
 }
 # restarts_of_each <before uids...>: every broker pod now has another uid than before
 all_replaced() {
