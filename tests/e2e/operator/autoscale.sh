@@ -6,7 +6,8 @@
 #        0 -> 6 (capped at the partitions, ScalingLimited), the backlog drains to lag 0,
 #        every record was consumed (the group's commits reach every high watermark), and
 #        the workload goes back to 0 after its stabilization window and cooldown;
-#   11b. a group that never committed, with offsetResetPolicy Latest, is not scaled up;
+#   11b. a group that never committed, with offsetResetPolicy Latest, is not scaled up; an
+#        HPA on its workload makes the ConsumerAutoscaler refuse (HpaConflict);
 #   11c. a new backlog scales it up again; once drained, the MessageCluster rolls: no
 #        scale-down while it rolls (ScaleDownFrozen), to 0 once it is done;
 #   11d. a new backlog scales it up again; deleting the ConsumerAutoscaler then leaves the
@@ -15,6 +16,10 @@ cli="${TIDEWAY_CLI_BIN:-$root/target/release/tideway}"
 [ -x "$cli" ] || { fail "autoscale: no tideway CLI at $cli (cargo build --release -p tideway-cli)"; return 0; }
 bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
 in_cluster_bootstrap="demo-brokers.$ns.svc.cluster.local:9092"
+# group names of this run only (a kept cluster still has the commits of an earlier run)
+run_id="$(date +%s)"
+group="backlog-workers-$run_id"
+idle_group="never-committed-$run_id"
 cas() { k get consumerautoscaler "$1" -o jsonpath="{.status.$2}"; }
 cas_condition() { k get consumerautoscaler "$1" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].$3}"; }
 replicas_of() { k get deployment "$1" -o jsonpath='{.spec.replicas}'; }
@@ -72,13 +77,13 @@ spec:
     cooldownSeconds: 20
 Y
 }
-consumer backlog-workers backlog-workers earliest
-consumer idle-workers never-committed latest
+consumer backlog-workers "$group" earliest
+consumer idle-workers "$idle_group" latest
 
 # 11a. 0 -> 6, drained, back to 0
 t0=$SECONDS
-autoscaler backlog backlog-workers backlog-workers Earliest
-autoscaler idle idle-workers never-committed Latest
+autoscaler backlog backlog-workers "$group" Earliest
+autoscaler idle idle-workers "$idle_group" Latest
 first_ready() { [ "$(ready_of backlog-workers)" -ge 1 ]; }
 if until_true 180 first_ready; then
     first_ready_s=$((SECONDS - t0))
@@ -104,7 +109,7 @@ else
     fail "lag did not reach 0: $(k get consumerautoscaler backlog -o jsonpath='{.status}')"
 fi
 [ "$max_seen" -le 6 ] || fail "scaled beyond the partitions: $max_seen"
-committed_all() { fresh_bootstrap; "$python" "$root/tests/e2e/operator/workload.py" group-caught-up --bootstrap "$bootstrap" --topic backlog --group backlog-workers; }
+committed_all() { fresh_bootstrap; "$python" "$root/tests/e2e/operator/workload.py" group-caught-up --bootstrap "$bootstrap" --topic backlog --group "$group"; }
 if committed_all >"$work/caught-up.log" 2>&1; then
     ok "every record consumed: $(tail -1 "$work/caught-up.log")"
 else
@@ -131,14 +136,39 @@ else
     fail "idle group: replicas $(replicas_of idle-workers), $(k get consumerautoscaler idle -o jsonpath='{.status}')"
 fi
 
+# an HPA on the same workload: refused, nothing written; gone again: back to normal
+k apply -f - >/dev/null <<Y
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: idle-workers}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: idle-workers}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}}]
+Y
+hpa_refused() { [ "$(cas_condition idle Ready reason)" = HpaConflict ]; }
+if until_true 60 hpa_refused; then
+    ok "an HPA on the same workload: $(cas_condition idle Ready message)"
+else
+    fail "no HpaConflict: $(k get consumerautoscaler idle -o jsonpath='{.status.conditions}')"
+fi
+k delete hpa idle-workers --wait=true >/dev/null
+lag_read() { [ "$(cas_condition idle Ready reason)" = LagRead ]; }
+until_true 60 lag_read || fail "idle autoscaler not back to LagRead after the HPA went: $(cas_condition idle Ready message)"
+
 # 11c. 30,000 more: up again; drained; a roll starts before the 15 s window can pass
 # the host reaches the brokers by pod IP: read the addresses again after a roll
 fresh_bootstrap() { bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"; }
 more() { fresh_bootstrap; "$cli" produce --bootstrap "$bootstrap" --topic backlog --count 30000 --size 100 >"$work/produce-more.log" 2>&1 || fail "produce 30000: $(tail -3 "$work/produce-more.log")"; }
+# a longer window and cooldown for this part, so that the drained workload is still up when
+# the roll begins (a scale-down then stays due, and withheld, for the whole roll)
+behavior() { k patch consumerautoscaler backlog --type merge -p "{\"spec\":{\"behavior\":{\"scaleDown\":{\"stabilizationWindowSeconds\":$1},\"cooldownSeconds\":$2}}}" >/dev/null; }
+behavior 60 120
 more
 scaled_up() { [ "$(replicas_of backlog-workers)" -ge 1 ]; }
 if until_true 120 scaled_up && until_true 600 lag_is_zero; then
-    k annotate mc demo tideway.dev/restart=e2e-autoscale --overwrite >/dev/null
+    k annotate mc demo "tideway.dev/restart=e2e-autoscale-$run_id" --overwrite >/dev/null
     up_to="$(replicas_of backlog-workers)"
     rolling_now() { local p; p="$(k get mc demo -o jsonpath='{.status.rollout.phase}')"; [ -n "$p" ] && [ "$p" != Done ]; }
     until_true 60 rolling_now || fail "the roll for 11c did not start"
@@ -155,6 +185,7 @@ if until_true 120 scaled_up && until_true 600 lag_is_zero; then
     else
         fail "during the roll: frozen seen $frozen_seen, shrank $shrank_while_rolling, $(k get consumerautoscaler backlog -o jsonpath='{.status}')"
     fi
+    behavior 15 20
     if until_true 300 at_zero; then ok "after the roll: scaled to 0"; else fail "not 0 after the roll: $(k get consumerautoscaler backlog -o jsonpath='{.status}')"; fi
 else
     fail "the second backlog: $(k get consumerautoscaler backlog -o jsonpath='{.status}')"
