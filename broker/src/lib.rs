@@ -321,6 +321,7 @@ fn spawn_background(
         Box::pin(async move {
             if let Some(groups) = ctx.groups() {
                 groups.tick();
+                groups.forget_deleted_topics().await;
             }
         })
     }));

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
-from clients import create_topic, keyed_records, produce_ok, unique_topic, watermarks, make_consumer
-from groups import commit
+from clients import CLIENT_TIMEOUT_S, admin_result, create_topic, keyed_records, make_consumer, produce_ok, topic_partition_count, unique_topic, watermarks
+from groups import commit, committed
 from harness import Broker, wait_until
 # The three-broker cluster of the replication tests, with a FaultProxy on each
 # broker's replication address (the address the coordinator asks leaders on too).
@@ -208,3 +208,27 @@ def test_lag_counts_to_the_high_watermark_not_the_log_end(start_broker, proxies)
 
     proxies[coord].heal()
     wait_until(lambda: by_partition(lag(b[coord], group, [topic]))[p] == (None, 250, 0, 250), WAIT_S, "HW 250 after the heal")
+
+
+def test_a_deleted_topic_loses_its_commits(broker):
+    """As in Kafka, deleting a topic deletes the group's commits on it: a topic created
+    again under the same name has its whole backlog as lag, not the old commits' 0."""
+    b = broker.bootstrap
+    topic, group = unique_topic(), unique_topic("g")
+    create_topic(b, topic, 2)
+    produce_ok(b, topic, keyed_records(100))
+    commit(b, group, topic, {0: 50, 1: 50})
+    assert all(p["committed_offset"] == 50 for p in lag(broker, group, [topic], "earliest")["partitions"])
+
+    admin_result(b, lambda admin: admin.delete_topics([topic], operation_timeout=CLIENT_TIMEOUT_S), topic)
+    wait_until(lambda: topic_partition_count(b, topic) is None, WAIT_S, f"{topic} deleted")
+    create_topic(b, topic, 2)
+    acked = produce_ok(b, topic, keyed_records(20)).acked
+
+    def fresh():
+        report = lag(broker, group, [topic], "earliest")
+        return report if all(p["committed_offset"] in (None, -1) for p in report["partitions"]) else None
+
+    report = wait_until(fresh, WAIT_S, "the old commits gone")
+    assert report["total_lag"] == len(acked), report
+    assert all(o < 0 for o in committed(b, group, topic, [0, 1]).values())

@@ -22,6 +22,7 @@ use super::state::{
     Group, GroupConfig, GroupState, JoinRequest, JoinResult, Outcome, Reply, SyncResult,
 };
 use crate::broker::{Broker, now_ms};
+use crate::metadata::MetadataImage;
 
 /// Largest metadata string kept with a commit (Kafka's offset.metadata.max.bytes).
 pub const MAX_OFFSET_METADATA: usize = 4096;
@@ -84,6 +85,8 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     offsets_retention_ms: i64,
     inner: Mutex<Inner>,
+    /// The metadata image `forget_deleted_topics` last looked at.
+    seen_image: Mutex<Option<Arc<MetadataImage>>>,
 }
 
 impl GroupCoordinator {
@@ -104,6 +107,7 @@ impl GroupCoordinator {
             config,
             offsets_retention_ms,
             inner: Mutex::new(inner),
+            seen_image: Mutex::new(None),
         })
     }
 
@@ -423,6 +427,47 @@ impl GroupCoordinator {
         inner
             .groups
             .retain(|id, g| !g.is_empty() || !offsets.group(id).is_empty());
+    }
+
+    /// Deletes the committed offsets of deleted topics, as Kafka does: a topic
+    /// created again under the same name starts with no commits (otherwise its
+    /// consumers would skip its first records and its lag would read 0). A
+    /// commit carries the id of its topic; the metadata image keeps the ids of
+    /// deleted topics, so the rule holds in any order of events, also on a
+    /// coordinator that just took over with an older image (it deletes once
+    /// its image has the deletion). Called every 100 ms; does work only when
+    /// the image changed.
+    pub async fn forget_deleted_topics(&self) {
+        let image = self.broker.image();
+        {
+            let mut seen = self.seen_image.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &image)) {
+                return;
+            }
+            *seen = Some(image.clone());
+        }
+        if image.deleted_topic_ids.is_empty() {
+            return;
+        }
+        for g in self.offsets.groups() {
+            let tombstones: Vec<_> = self
+                .offsets
+                .group(&g)
+                .into_iter()
+                .filter(|(_, c)| {
+                    c.topic_id
+                        .is_some_and(|id| image.deleted_topic_ids.contains(&id))
+                })
+                .map(|(tp, _)| (tp, None))
+                .collect();
+            if tombstones.is_empty() {
+                continue;
+            }
+            tracing::info!(group = %g, partitions = tombstones.len(), "deleting the committed offsets of deleted topics");
+            if let Err(e) = self.offsets.write(&g, tombstones).await {
+                tracing::error!(group = %g, error = %e, "deleting the offsets of deleted topics failed");
+            }
+        }
     }
 
     /// Deletes the offsets of groups that stayed empty past the retention.

@@ -35,6 +35,10 @@ pub struct Committed {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_ms: i64,
+    /// The id of the topic when the commit was made (absent in commits
+    /// written before ids were kept): when that topic is deleted, the commit goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,7 @@ pub async fn commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitRespon
                                 .as_ref()
                                 .map(|m| m.as_str().to_string()),
                             commit_ms: now_ms(),
+                            topic_id: topic.map(|m| m.topic_id),
                         },
                     ));
                     0

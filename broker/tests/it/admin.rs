@@ -404,6 +404,7 @@ async fn group_lag_of_named_topics_follows_the_reset_policy() {
                     leader_epoch: -1,
                     metadata: None,
                     commit_ms: 0,
+                    topic_id: None,
                 },
             )],
         )
