@@ -311,18 +311,17 @@ pub async fn reconcile_autoscaler(
     if let Some((at, sum, replicas)) = status.rate_sample.as_deref().and_then(parse_sample) {
         if replicas == current && now_ms - at < RATE_MIN_SAMPLE_MS {
             sample = Some((at, sum, replicas));
-        } else if replicas == current {
-            if let Some(rate) = rate_per_replica(
+        } else if replicas == current
+            // A replica with nothing to consume is idle, not slow: measure only while there is lag.
+            && summary.total > 0
+            && let Some(rate) = rate_per_replica(
                 sum,
                 summary.committed_sum,
                 (now_ms - at) as f64 / 1000.0,
                 current,
-            ) {
-                // A replica with nothing to consume is idle, not slow: measure only while there is lag.
-                if summary.total > 0 {
-                    memory.rate_per_replica = Some(rate);
-                }
-            }
+            )
+        {
+            memory.rate_per_replica = Some(rate);
         }
     }
     let paused = autoscaler
