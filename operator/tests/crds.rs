@@ -19,7 +19,7 @@ fn repo_root() -> PathBuf {
 #[test]
 fn committed_crds_match_the_rust_types() {
     let files = render_crd_files().expect("render CRDs");
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     let mut drifted = Vec::new();
     for dir in ["crds", "charts/tideway-operator/files/crds"] {
         for (name, want) in &files {
@@ -60,9 +60,11 @@ fn crd_subcommand_prints_every_crd() {
     );
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
     assert_eq!(stdout, render_all_crds_yaml().expect("render"));
-    assert_eq!(stdout.matches("kind: CustomResourceDefinition").count(), 3);
+    assert_eq!(stdout.matches("kind: CustomResourceDefinition").count(), 4);
     assert!(stdout.contains("name: messageclusters.tideway.dev"));
     assert!(stdout.contains("name: topics.tideway.dev"));
+    assert!(stdout.contains("name: consumerautoscalers.tideway.dev"));
+    assert!(stdout.contains("name: mirrorpolicies.tideway.dev"));
 }
 
 #[test]

@@ -215,3 +215,144 @@ fn autoscaler_min_replicas_may_not_exceed_max() {
         Some(300)
     );
 }
+
+fn mirror_policy(spec: Value) -> MirrorPolicy {
+    let mut base = serde_json::json!({
+        "clusterRef": {"name": "demo"},
+        "match": {"topics": [{"type": "Prefix", "value": "orders."}]},
+        "replicas": {"mode": "Exactly", "count": 3},
+        "minInSyncReplicas": 2
+    });
+    if let (Some(base), Some(extra)) = (base.as_object_mut(), spec.as_object()) {
+        for (k, v) in extra {
+            if v.is_null() {
+                base.remove(k);
+            } else {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let spec: MirrorPolicySpec = serde_json::from_value(base).expect("spec");
+    let mut p = MirrorPolicy::new("orders", spec);
+    p.metadata.namespace = Some("ns".into());
+    p
+}
+
+#[test]
+fn valid_mirror_policies_are_accepted() {
+    let p = mirror_policy(serde_json::json!({}));
+    validate_cel(&p).expect("the docs' example");
+    assert_eq!(
+        p.spec.applies_to,
+        vec![
+            mirror_policy::AppliesTo::TopicResources,
+            mirror_policy::AppliesTo::ClientCreated
+        ],
+        "both by default"
+    );
+    assert_eq!(p.spec.on_create, mirror_policy::OnCreate::Reject);
+    assert_eq!(p.spec.on_existing, mirror_policy::OnExisting::Audit);
+    validate_cel(&mirror_policy(serde_json::json!({
+        "replicas": {"mode": "All"}, "minInSyncReplicas": null
+    })))
+    .expect("All");
+    validate_cel(&mirror_policy(serde_json::json!({
+        "replicas": {"mode": "Brokers", "brokers": [0, 1]}
+    })))
+    .expect("Brokers by id, min-ISR 2 of 2");
+    validate_cel(&mirror_policy(serde_json::json!({
+        "replicas": {"mode": "Brokers", "racks": ["a"]}, "minInSyncReplicas": 3
+    })))
+    .expect("Brokers by rack: the operator cannot count them, the brokers check");
+    validate_cel(&mirror_policy(serde_json::json!({
+        "appliesTo": ["ClientCreated"], "rackSpread": {"maxPerRack": 1},
+        "onCreate": "Adjust", "onExisting": "Reconcile", "throttleBytesPerSecond": 1000
+    })))
+    .expect("every optional field");
+}
+
+#[test]
+fn mirror_policy_count_goes_with_exactly_only() {
+    assert_rejected(
+        validate_cel(&mirror_policy(
+            serde_json::json!({"replicas": {"mode": "Exactly"}}),
+        )),
+        "replicas.count is required with mode Exactly",
+    );
+    assert_rejected(
+        validate_cel(&mirror_policy(serde_json::json!({
+            "replicas": {"mode": "All", "count": 3}, "minInSyncReplicas": null
+        }))),
+        "replicas.count is required with mode Exactly and allowed only with it",
+    );
+}
+
+#[test]
+fn mirror_policy_brokers_mode_takes_exactly_one_placement() {
+    let message = "mode Brokers takes exactly one of replicas.brokers or replicas.racks";
+    assert_rejected(
+        validate_cel(&mirror_policy(serde_json::json!({
+            "replicas": {"mode": "Brokers"}, "minInSyncReplicas": null
+        }))),
+        message,
+    );
+    assert_rejected(
+        validate_cel(&mirror_policy(serde_json::json!({
+            "replicas": {"mode": "Brokers", "brokers": [0, 1], "racks": ["a"]}
+        }))),
+        message,
+    );
+    assert_rejected(
+        validate_cel(&mirror_policy(serde_json::json!({
+            "replicas": {"mode": "Exactly", "count": 3, "brokers": [0, 1, 2]}
+        }))),
+        message,
+    );
+    assert_rejected(
+        validate_cel(&mirror_policy(serde_json::json!({
+            "replicas": {"mode": "All", "racks": ["a"]}, "minInSyncReplicas": null
+        }))),
+        message,
+    );
+}
+
+#[test]
+fn mirror_policy_min_isr_fits_the_replicas() {
+    assert_rejected(
+        validate_cel(&mirror_policy(serde_json::json!({
+            "replicas": {"mode": "Exactly", "count": 1}
+        }))),
+        "minInSyncReplicas must not exceed replicas.count",
+    );
+    validate_cel(&mirror_policy(serde_json::json!({
+        "replicas": {"mode": "Exactly", "count": 2}
+    })))
+    .expect("equal is fine");
+    assert_rejected(
+        validate_cel(&mirror_policy(serde_json::json!({
+            "replicas": {"mode": "Brokers", "brokers": [4]}
+        }))),
+        "minInSyncReplicas must not exceed the number of replicas.brokers",
+    );
+}
+
+#[test]
+fn mirror_policy_applies_to_has_no_duplicates() {
+    assert_rejected(
+        validate_cel(&mirror_policy(
+            serde_json::json!({"appliesTo": ["ClientCreated", "ClientCreated"]}),
+        )),
+        "appliesTo lists an entry twice",
+    );
+}
+
+#[test]
+fn mirror_policy_cluster_ref_is_immutable() {
+    let old = mirror_policy(serde_json::json!({}));
+    let mut moved = old.clone();
+    moved.spec.cluster_ref.name = "other".into();
+    assert_rejected(validate_cel_update(&moved, &old), "clusterRef is immutable");
+    let mut raised = old.clone();
+    raised.spec.selector.priority = 5;
+    validate_cel_update(&raised, &old).expect("everything else may change");
+}

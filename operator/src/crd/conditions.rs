@@ -20,6 +20,10 @@ pub enum ConditionType {
     Active,
     /// A ConsumerAutoscaler wants more (or fewer) replicas than its limits allow.
     ScalingLimited,
+    /// Every topic a MirrorPolicy governs matches it.
+    Compliant,
+    /// A MirrorPolicy ties on priority with another policy matching some of the same topics.
+    Conflict,
 }
 
 impl ConditionType {
@@ -30,6 +34,8 @@ impl ConditionType {
             Self::Degraded => "Degraded",
             Self::Active => "Active",
             Self::ScalingLimited => "ScalingLimited",
+            Self::Compliant => "Compliant",
+            Self::Conflict => "Conflict",
         }
     }
 }
@@ -61,11 +67,13 @@ pub enum Reason {
     ReconcileFailed,
     /// Ready=True on a Topic: it exists with the partitions, replication and config of the spec.
     TopicReady,
-    /// Ready=False on a Topic: `spec.clusterRef` names no MessageCluster in this namespace.
+    /// Ready=False on a Topic or MirrorPolicy: `spec.clusterRef` names no MessageCluster in this namespace.
     ClusterNotFound,
-    /// Ready=False on a Topic: the MessageCluster exists but is not Ready yet.
+    /// Ready=False on a Topic or MirrorPolicy: the MessageCluster exists but
+    /// its spec is invalid or its brokers do not answer yet.
     ClusterNotReady,
-    /// Ready=False on a Topic: the brokers refused the change (see the message); not retried until the spec changes.
+    /// Ready=False on a Topic or MirrorPolicy: the brokers refused the change
+    /// (see the message); looked at again slowly or when the spec changes.
     BrokerRejected,
     /// Progressing=True: the roll waits because restarting any outdated broker
     /// would take a partition under its min-ISR, offline, or break the quorum (`status.rollout.blockedBy`).
@@ -104,6 +112,20 @@ pub enum Reason {
     MinReplicas,
     /// ScalingLimited=False.
     WithinLimits,
+    /// Ready=True on a MirrorPolicy: the brokers hold it and enforce it.
+    PolicyApplied,
+    /// Compliant=False: governed topics break the policy (the message names them).
+    NonCompliant,
+    /// Compliant=True: every governed topic matches the policy.
+    Compliant,
+    /// Conflict=True: a policy of the same priority matches some of the same
+    /// topics; the older one governs them.
+    PriorityTie,
+    /// Conflict=False.
+    NoTie,
+    /// Ready=False on a Topic: the spec breaks the MirrorPolicy that governs
+    /// the topic (the message names it); not overridden, looked at again slowly.
+    PolicyViolation,
 }
 
 impl Reason {
@@ -139,6 +161,12 @@ impl Reason {
             Self::MaxReplicas => "MaxReplicas",
             Self::MinReplicas => "MinReplicas",
             Self::WithinLimits => "WithinLimits",
+            Self::PolicyApplied => "PolicyApplied",
+            Self::NonCompliant => "NonCompliant",
+            Self::Compliant => "Compliant",
+            Self::PriorityTie => "PriorityTie",
+            Self::NoTie => "NoTie",
+            Self::PolicyViolation => "PolicyViolation",
         }
     }
 }

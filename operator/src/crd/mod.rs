@@ -5,6 +5,7 @@
 pub mod conditions;
 pub mod consumer_autoscaler;
 pub mod message_cluster;
+pub mod mirror_policy;
 pub mod topic;
 
 #[cfg(test)]
@@ -20,6 +21,7 @@ pub use message_cluster::{
     BrokerConfig, BrokerStatus, ClaimPolicy, MessageCluster, MessageClusterSpec,
     MessageClusterStatus, PodTemplateOverrides, RackSpec, RolloutPhase, RolloutStatus, StorageSpec,
 };
+pub use mirror_policy::{MirrorPolicy, MirrorPolicySpec, MirrorPolicyStatus};
 pub use topic::{ClusterRef, DeletionPolicy, Topic, TopicSpec, TopicStatus};
 
 /// API group of every Tideway kind.
@@ -42,6 +44,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         MessageCluster::crd(),
         Topic::crd(),
         ConsumerAutoscaler::crd(),
+        MirrorPolicy::crd(),
     ]
 }
 
