@@ -30,6 +30,22 @@ pub struct ConnectAdminError {
     pub tried: String,
 }
 
+/// gRPC metadata key the brokers set on errors that need telling apart.
+pub const ERROR_KIND_METADATA: &str = "tideway-error";
+/// Its value on a refusal by a mirror policy (docs/mirror-policies.md).
+pub const POLICY_VIOLATION: &str = "policy-violation";
+
+/// Whether the brokers refused a call because it breaks a mirror policy:
+/// FAILED_PRECONDITION with `tideway-error: policy-violation` (the message
+/// names the policy).
+pub fn is_policy_violation(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition
+        && status
+            .metadata()
+            .get(ERROR_KIND_METADATA)
+            .is_some_and(|v| v.as_bytes() == POLICY_VIOLATION.as_bytes())
+}
+
 /// Whether a pod's Ready condition is True.
 pub fn pod_is_ready(pod: &Pod) -> bool {
     pod.status
@@ -151,6 +167,26 @@ mod tests {
                 ..PodStatus::default()
             }),
         }
+    }
+
+    #[test]
+    fn a_policy_violation_is_told_apart_by_its_metadata() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(
+            ERROR_KIND_METADATA,
+            POLICY_VIOLATION.parse().expect("ascii"),
+        );
+        let violation = tonic::Status::with_metadata(
+            tonic::Code::FailedPrecondition,
+            "topic orders.eu breaks mirror policy ns/orders: replication factor 1, the policy asks for 3",
+            metadata.clone(),
+        );
+        assert!(is_policy_violation(&violation));
+        let plain = tonic::Status::failed_precondition("replication factor above the live brokers");
+        assert!(!is_policy_violation(&plain));
+        let other_code =
+            tonic::Status::with_metadata(tonic::Code::InvalidArgument, "bad", metadata);
+        assert!(!is_policy_violation(&other_code));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! tideway-operator: the Kubernetes operator of Tideway. It owns the custom
 //! resource types (`crd`), the MessageCluster pipeline (`cluster`: pure
 //! validate/build plus the reconciler), the Topic pipeline (`topic`), consumer autoscaling on lag
-//! (`autoscaler`), the
+//! (`autoscaler`; `cluster_ref` is what the kinds naming a cluster share), the
 //! process around them (`run`: HTTP endpoint, CRD check, leader election in
 //! `leader`, metrics) and the operator's settings. The broker itself is reached
 //! only through the admin gRPC API (tideway-admin-api, see `admin`).
@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod autoscaler;
 pub mod cluster;
+pub mod cluster_ref;
 pub mod context;
 pub mod crd;
 pub mod http;

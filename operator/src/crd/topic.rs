@@ -33,6 +33,7 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
     printcolumn(name = "RF", type_ = "integer", json_path = ".status.replicationFactor"),
     printcolumn(name = "Min-ISR", type_ = "integer", json_path = ".status.minInSyncReplicas"),
     printcolumn(name = "Under-Replicated", type_ = "integer", json_path = ".status.underReplicatedPartitions", priority = 1),
+    printcolumn(name = "MirrorPolicy", type_ = "string", json_path = ".status.mirrorPolicy", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -59,11 +60,14 @@ pub struct TopicSpec {
     #[schemars(range(min = 1, max = 100000))]
     #[x_kube(validation = Rule::new("self >= oldSelf").message("partitions cannot decrease: Kafka cannot remove partitions without losing data"))]
     pub partitions: Option<i32>,
-    /// Replicas of each partition; the cluster's `config.defaultReplicationFactor` when unset.
+    /// Replicas of each partition; when unset, what the MirrorPolicy governing
+    /// the topic asks for, else the cluster's `config.defaultReplicationFactor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub replication_factor: Option<i32>,
-    /// `min.insync.replicas`; the cluster's `config.minInSyncReplicas` when unset.
+    /// `min.insync.replicas`; when unset, the larger of the cluster's
+    /// `config.minInSyncReplicas` and what the MirrorPolicy governing the topic
+    /// asks for, capped at the replication factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub min_in_sync_replicas: Option<i32>,
@@ -120,6 +124,11 @@ pub struct TopicStatus {
     /// Partitions whose ISR is below min-ISR (acks=all writes fail).
     #[serde(default)]
     pub under_min_isr_partitions: i32,
+    /// The MirrorPolicy (`<namespace>/<name>`) governing the topic, as the
+    /// brokers report it; unset when none does. An unset replicationFactor or
+    /// minInSyncReplicas follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_policy: Option<String>,
 }
 
 impl Topic {

@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -18,44 +17,28 @@ use tideway_admin_api::v1::{DeleteTopicRequest, DescribeTopicRequest, TopicDescr
 use tonic::Code;
 
 use super::plan::{
-    check_replication_factor, describe_alter, plan_alter, plan_create, resolve_desired_topic,
+    PolicyRequirement, check_replication_factor, describe_alter, plan_alter, plan_create,
+    resolve_desired_topic,
 };
-use crate::admin::{ConnectAdminError, admin_addresses, connect_admin};
+use crate::admin::is_policy_violation;
 use crate::cluster::reconcile::format_chain;
-use crate::cluster::resources::selector_labels;
-use crate::cluster::validate::{ValidatedCluster, validate_cluster};
+use crate::cluster_ref::{ClusterRefError, connect_cluster, connect_for_cleanup, lookup_cluster};
 use crate::context::{Context, SLOW_REQUEUE};
 use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason, set_condition};
-use crate::crd::{DeletionPolicy, MessageCluster, Topic, TopicStatus};
+use crate::crd::{DeletionPolicy, Topic, TopicStatus};
 
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "topic";
 /// Finalizer that holds a Topic until its Kafka topic is deleted or retained.
 pub const TOPIC_FINALIZER: &str = "tideway.dev/topic";
-/// Requeue while the cluster is missing or its brokers do not answer.
-const WAIT_REQUEUE: Duration = Duration::from_secs(15);
 
 /// A step of the Topic reconcile failed (transient: retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum TopicStepError {
     #[error("Topic has no namespace")]
     MissingNamespace,
-    #[error("fetching MessageCluster {namespace}/{name}")]
-    FetchCluster {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("fetching the broker pods of MessageCluster {namespace}/{name}")]
-    FetchPods {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
     #[error(transparent)]
-    ConnectAdmin(#[from] ConnectAdminError),
+    ClusterRef(#[from] ClusterRefError),
     #[error("{action} of topic {topic}")]
     Admin {
         action: &'static str,
@@ -84,9 +67,7 @@ impl ReconcileTopicError {
         match &self.0 {
             F::ApplyFailed(e) | F::CleanupFailed(e) => match e {
                 TopicStepError::MissingNamespace => "MissingNamespace",
-                TopicStepError::FetchCluster { .. } => "FetchCluster",
-                TopicStepError::FetchPods { .. } => "FetchPods",
-                TopicStepError::ConnectAdmin(_) => "ConnectAdmin",
+                TopicStepError::ClusterRef(e) => e.metric_reason(),
                 TopicStepError::Admin { .. } => "Admin",
                 TopicStepError::PatchStatus { .. } => "PatchStatus",
             },
@@ -136,40 +117,6 @@ fn key(topic: &Topic) -> String {
     )
 }
 
-/// The referenced cluster, or None when it does not exist.
-async fn fetch_cluster(
-    ctx: &Context,
-    topic: &Topic,
-) -> Result<Option<MessageCluster>, TopicStepError> {
-    let namespace = topic.namespace().ok_or(TopicStepError::MissingNamespace)?;
-    let name = &topic.spec.cluster_ref.name;
-    Api::<MessageCluster>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| TopicStepError::FetchCluster {
-            namespace,
-            name: name.clone(),
-            source,
-        })
-}
-
-async fn fetch_pods(ctx: &Context, cluster: &ValidatedCluster) -> Result<Vec<Pod>, TopicStepError> {
-    let selector = selector_labels(cluster)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    Api::<Pod>::namespaced(ctx.client.clone(), &cluster.namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map(|l| l.items)
-        .map_err(|source| TopicStepError::FetchPods {
-            namespace: cluster.namespace.clone(),
-            name: cluster.name.clone(),
-            source,
-        })
-}
-
 fn admin_error(action: &'static str, topic: &str, source: tonic::Status) -> TopicStepError {
     TopicStepError::Admin {
         action,
@@ -186,53 +133,59 @@ fn is_rejection(status: &tonic::Status) -> bool {
     )
 }
 
+/// The Ready=False condition for a CreateTopic/AlterTopic the brokers
+/// refused on the merits (`call` names it), or None for a transient failure.
+/// A mirror policy's refusal is PolicyViolation: the spec is not overridden.
+fn refusal(call: &str, status: &tonic::Status) -> Option<(Reason, String)> {
+    let message = format!("{call}: {}", status.message());
+    if is_policy_violation(status) {
+        Some((Reason::PolicyViolation, message))
+    } else {
+        is_rejection(status).then_some((Reason::BrokerRejected, message))
+    }
+}
+
 /// Creates or repairs the topic and reports it.
 ///
 /// 1. cluster missing → ClusterNotFound; invalid → ClusterNotReady (both requeued, no error);
-/// 2. resolve the topic; replication factor above the broker count → InvalidReplicationFactor;
+/// 2. resolve the topic from the spec; a replication factor above the broker count → InvalidReplicationFactor;
 /// 3. connect to a broker; none answers → ClusterNotReady, requeued;
-/// 4. DescribeTopic: missing → CreateTopic; different → AlterTopic; the brokers
-///    refusing → BrokerRejected (requeued slowly); if the spec did not change since
-///    the last reconcile, a create or alter repairs drift and emits an Event;
+/// 4. DescribeTopic: missing → CreateTopic with what the spec sets (the
+///    brokers fill in the rest from the governing mirror policy or their
+///    defaults); present → resolve again with the governing policy's
+///    requirement, and AlterTopic what differs. A mirror policy refusing →
+///    PolicyViolation, the brokers refusing otherwise → BrokerRejected (both
+///    requeued slowly); if the spec did not change since the last reconcile,
+///    a create or alter repairs drift and emits an Event;
 /// 5. status from the brokers' description; requeue after the resync period.
 async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepError> {
     let generation = topic.metadata.generation;
-    let Some(cluster) = fetch_cluster(ctx, topic).await? else {
-        let message = format!(
-            "no MessageCluster {:?} in this namespace",
-            topic.spec.cluster_ref.name
-        );
-        patch_not_ready(ctx, topic, Reason::ClusterNotFound, message).await?;
-        return Ok(Action::requeue(ctx.settings.resync_period));
-    };
-    let cluster = match validate_cluster(&cluster, &ctx.settings.build) {
-        Ok(c) => c,
-        Err(problems) => {
-            let message = format!(
-                "MessageCluster {} has an invalid spec: {}",
-                topic.spec.cluster_ref.name,
-                problems
-                    .iter()
-                    .map(|p| format!("{} {}", p.field, p.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            patch_not_ready(ctx, topic, Reason::ClusterNotReady, message).await?;
-            return Ok(Action::requeue(ctx.settings.resync_period));
-        }
-    };
-    let desired = resolve_desired_topic(topic, &cluster);
+    let namespace = topic.namespace().ok_or(TopicStepError::MissingNamespace)?;
+    let cluster_name = &topic.spec.cluster_ref.name;
+    let cluster =
+        match lookup_cluster(&ctx.client, &namespace, cluster_name, &ctx.settings.build).await? {
+            Ok(cluster) => cluster,
+            Err(why) => {
+                patch_not_ready(ctx, topic, why.reason, why.message.clone()).await?;
+                return Ok(Action::requeue(
+                    why.requeue_after(ctx.settings.resync_period),
+                ));
+            }
+        };
+    // The spec alone: a replication factor the cluster cannot hold needs no broker to tell.
+    let desired = resolve_desired_topic(topic, &cluster, None);
     if let Some(message) = check_replication_factor(&desired, cluster.brokers) {
         patch_not_ready(ctx, topic, Reason::InvalidReplicationFactor, message).await?;
         return Ok(Action::requeue(SLOW_REQUEUE));
     }
 
-    let pods = fetch_pods(ctx, &cluster).await?;
-    let mut admin = match connect_admin(&cluster, &admin_addresses(&cluster, &pods)).await {
+    let mut admin = match connect_cluster(&ctx.client, &cluster).await? {
         Ok(admin) => admin,
-        Err(err) => {
-            patch_not_ready(ctx, topic, Reason::ClusterNotReady, err.to_string()).await?;
-            return Ok(Action::requeue(WAIT_REQUEUE));
+        Err(why) => {
+            patch_not_ready(ctx, topic, why.reason, why.message.clone()).await?;
+            return Ok(Action::requeue(
+                why.requeue_after(ctx.settings.resync_period),
+            ));
         }
     };
 
@@ -248,6 +201,12 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
     let (description, repaired) = match admin.describe_topic(describe).await {
         Ok(current) => {
             let current = current.into_inner();
+            let policy = PolicyRequirement::from_description(&current);
+            let desired = resolve_desired_topic(topic, &cluster, policy.as_ref());
+            if let Some(message) = check_replication_factor(&desired, cluster.brokers) {
+                patch_not_ready(ctx, topic, Reason::InvalidReplicationFactor, message).await?;
+                return Ok(Action::requeue(SLOW_REQUEUE));
+            }
             match plan_alter(&desired, &current) {
                 None => (current, None),
                 Some(request) => {
@@ -258,26 +217,23 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
                             resp.into_inner(),
                             spec_unchanged.then(|| format!("altered back to the spec: {what}")),
                         ),
-                        Err(status) if is_rejection(&status) => {
-                            patch_not_ready(
-                                ctx,
-                                topic,
-                                Reason::BrokerRejected,
-                                format!("AlterTopic ({what}): {}", status.message()),
-                            )
-                            .await?;
-                            return Ok(Action::requeue(SLOW_REQUEUE));
-                        }
                         Err(status) => {
-                            return Err(admin_error("AlterTopic", &desired.name, status));
+                            let Some((reason, message)) =
+                                refusal(&format!("AlterTopic ({what})"), &status)
+                            else {
+                                return Err(admin_error("AlterTopic", &desired.name, status));
+                            };
+                            patch_not_ready(ctx, topic, reason, message).await?;
+                            return Ok(Action::requeue(SLOW_REQUEUE));
                         }
                     }
                 }
             }
         }
         Err(status) if status.code() == Code::NotFound => {
-            tracing::info!(topic = %desired.name, partitions = desired.partitions, rf = desired.replication_factor, "creating topic");
-            match admin.create_topic(plan_create(&desired)).await {
+            let request = plan_create(topic, &desired);
+            tracing::info!(topic = %desired.name, partitions = request.partitions, rf = request.replication_factor, min_isr = request.min_insync_replicas, "creating topic (0: resolved by the brokers)");
+            match admin.create_topic(request).await {
                 Ok(resp) => (
                     resp.into_inner(),
                     (spec_unchanged && was_created).then(|| {
@@ -285,17 +241,13 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
                             .to_owned()
                     }),
                 ),
-                Err(status) if is_rejection(&status) => {
-                    patch_not_ready(
-                        ctx,
-                        topic,
-                        Reason::BrokerRejected,
-                        format!("CreateTopic: {}", status.message()),
-                    )
-                    .await?;
+                Err(status) => {
+                    let Some((reason, message)) = refusal("CreateTopic", &status) else {
+                        return Err(admin_error("CreateTopic", &desired.name, status));
+                    };
+                    patch_not_ready(ctx, topic, reason, message).await?;
                     return Ok(Action::requeue(SLOW_REQUEUE));
                 }
-                Err(status) => return Err(admin_error("CreateTopic", &desired.name, status)),
             }
         }
         Err(status) => return Err(admin_error("DescribeTopic", &desired.name, status)),
@@ -335,24 +287,18 @@ async fn cleanup_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStep
         tracing::info!(topic = %name, "deletionPolicy Retain: keeping the Kafka topic");
         return Ok(Action::await_change());
     }
-    let Some(cluster) = fetch_cluster(ctx, topic).await? else {
-        tracing::info!(topic = %name, "cluster is gone: nothing to delete");
+    let namespace = topic.namespace().ok_or(TopicStepError::MissingNamespace)?;
+    let Some(mut admin) = connect_for_cleanup(
+        &ctx.client,
+        &namespace,
+        &topic.spec.cluster_ref.name,
+        &ctx.settings.build,
+        &format!("topic {name}"),
+    )
+    .await?
+    else {
         return Ok(Action::await_change());
     };
-    if cluster.metadata.deletion_timestamp.is_some() {
-        tracing::info!(topic = %name, "cluster is being deleted: not deleting the topic separately");
-        return Ok(Action::await_change());
-    }
-    let Ok(cluster) = validate_cluster(&cluster, &ctx.settings.build) else {
-        tracing::warn!(topic = %name, "cluster spec is invalid: cannot reach its brokers; keeping the topic");
-        return Ok(Action::await_change());
-    };
-    let pods = fetch_pods(ctx, &cluster).await?;
-    if pods.is_empty() {
-        tracing::info!(topic = %name, "cluster has no broker pods: nothing to delete from");
-        return Ok(Action::await_change());
-    }
-    let mut admin = connect_admin(&cluster, &admin_addresses(&cluster, &pods)).await?;
     match admin
         .delete_topic(DeleteTopicRequest { name: name.clone() })
         .await
@@ -369,7 +315,7 @@ fn now() -> Time {
 }
 
 /// How often a topic whose replicas are catching up is looked at again.
-const REASSIGNMENT_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+const REASSIGNMENT_POLL: Duration = Duration::from_secs(5);
 
 /// The Ready condition's message; names the reassignment progress while
 /// replicas catch up.
@@ -378,6 +324,9 @@ fn ready_message(d: &TopicDescription) -> String {
         "{} partition(s), replication factor {}, min-ISR {}",
         d.partitions, d.replication_factor, d.min_insync_replicas
     );
+    if !d.mirror_policy.is_empty() {
+        message.push_str(&format!("; governed by mirror policy {}", d.mirror_policy));
+    }
     if d.reassignment_percent < 100 {
         message.push_str(&format!(
             "; replicas catching up: {}% of partitions fully in sync",
@@ -393,6 +342,7 @@ fn fill_from_description(status: &mut TopicStatus, d: &TopicDescription) {
     status.min_in_sync_replicas = Some(d.min_insync_replicas);
     status.under_replicated_partitions = d.under_replicated_partitions;
     status.under_min_isr_partitions = d.under_min_isr_partitions;
+    status.mirror_policy = (!d.mirror_policy.is_empty()).then(|| d.mirror_policy.clone());
 }
 
 /// Ready=False with `reason`; the other status fields keep their last values.
@@ -424,7 +374,11 @@ async fn patch_status_if_changed(
     }
     let namespace = topic.namespace().ok_or(TopicStepError::MissingNamespace)?;
     let name = topic.name_any();
-    let body = serde_json::to_value(&status).unwrap_or_default();
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    // Merge patch: an absent key would keep a stale value; null removes it.
+    if let Some(map) = body.as_object_mut() {
+        map.entry("mirrorPolicy").or_insert(serde_json::Value::Null);
+    }
     Api::<Topic>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &name,
@@ -466,6 +420,42 @@ mod tests {
         d.reassignment_percent = 50;
         assert!(
             ready_message(&d).ends_with("replicas catching up: 50% of partitions fully in sync")
+        );
+        d.mirror_policy = "ns/orders".into();
+        assert!(
+            ready_message(&d).contains("min-ISR 2; governed by mirror policy ns/orders; replicas"),
+            "{}",
+            ready_message(&d)
+        );
+    }
+
+    #[test]
+    fn a_policy_violation_is_its_own_condition_and_not_retried_fast() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(
+            crate::admin::ERROR_KIND_METADATA,
+            crate::admin::POLICY_VIOLATION.parse().expect("ascii"),
+        );
+        let violation = tonic::Status::with_metadata(
+            Code::FailedPrecondition,
+            "mirror policy ns/orders asks for 3 replicas",
+            metadata,
+        );
+        assert_eq!(
+            refusal("CreateTopic", &violation),
+            Some((
+                Reason::PolicyViolation,
+                "CreateTopic: mirror policy ns/orders asks for 3 replicas".to_owned()
+            ))
+        );
+        let rejected = tonic::Status::invalid_argument("bad config");
+        assert_eq!(
+            refusal("AlterTopic (x=1)", &rejected).map(|(r, _)| r),
+            Some(Reason::BrokerRejected)
+        );
+        assert_eq!(
+            refusal("CreateTopic", &tonic::Status::unavailable("no controller")),
+            None
         );
     }
 }
