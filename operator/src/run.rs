@@ -2,7 +2,7 @@
 //! start-up: 1. HTTP endpoint (so probes answer at once); 2. Kubernetes client
 //! (in-cluster or KUBECONFIG); 3. wait, with backoff and a clear log line, until
 //! the CRDs are installed; 4. leader election (optional); 5. while leader, run
-//! the MessageCluster, Topic and ConsumerAutoscaler controllers; losing the Lease stops them at
+//! the MessageCluster, Topic, ConsumerAutoscaler and MirrorPolicy controllers; losing the Lease stops them at
 //! once. SIGTERM/SIGINT stop everything and release the Lease.
 
 use std::future::Future;
@@ -25,17 +25,23 @@ use crate::autoscaler::{autoscaler_error_policy, reconcile_autoscaler};
 use crate::cluster::reconcile::{cluster_error_policy, reconcile_cluster};
 use crate::cluster::resources::{LABEL_MANAGED_BY, MANAGER};
 use crate::context::Context;
-use crate::crd::{ConsumerAutoscaler, GROUP, MessageCluster, Topic};
+use crate::crd::{ConsumerAutoscaler, GROUP, MessageCluster, MirrorPolicy, Topic};
 use crate::http::{self, Health};
 use crate::leader::{LeaderState, run_leader_election};
 use crate::metrics::Metrics;
+use crate::mirror_policy::{mirror_policy_error_policy, reconcile_mirror_policy};
 use crate::settings::OperatorSettings;
 use crate::topic::{reconcile_topic, topic_error_policy};
 
 /// The API version the operator serves.
 pub const API_VERSION: &str = "v1alpha1";
 /// Resources (plural names) the operator needs in `tideway.dev/v1alpha1`.
-pub const REQUIRED_RESOURCES: [&str; 3] = ["messageclusters", "topics", "consumerautoscalers"];
+pub const REQUIRED_RESOURCES: [&str; 4] = [
+    "messageclusters",
+    "topics",
+    "consumerautoscalers",
+    "mirrorpolicies",
+];
 /// Longest wait between two CRD checks.
 const CRD_CHECK_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -106,7 +112,7 @@ pub async fn run(settings: OperatorSettings) -> anyhow::Result<()> {
             _ = stop_rx.wait_for(|stop| *stop) => break,
         }
         tracing::info!(
-            "leading: starting the MessageCluster, Topic and ConsumerAutoscaler controllers"
+            "leading: starting the MessageCluster, Topic, ConsumerAutoscaler and MirrorPolicy controllers"
         );
         health.set_ready(true);
         let mut lost_rx = leader.clone();
@@ -216,7 +222,7 @@ where
     }
 }
 
-/// Runs both controllers (per watched namespace, or cluster-wide) until `stop`
+/// Runs every controller (per watched namespace, or cluster-wide) until `stop`
 /// resolves; in-flight reconciles are dropped then.
 pub async fn run_controllers(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
     let client = ctx.client.clone();
@@ -278,6 +284,22 @@ pub async fn run_controllers(ctx: Arc<Context>, stop: impl Future<Output = ()>) 
             }
         });
         streams.push(autoscalers.boxed());
+        let policies = Controller::new(
+            scoped_api::<MirrorPolicy>(&client, scope),
+            watcher::Config::default(),
+        )
+        .run(
+            reconcile_mirror_policy,
+            mirror_policy_error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "MirrorPolicy controller"),
+            }
+        });
+        streams.push(policies.boxed());
     }
     tokio::select! {
         _ = futures::future::join_all(streams) => {
@@ -298,21 +320,24 @@ mod tests {
             vec![
                 "messageclusters.tideway.dev".to_owned(),
                 "topics.tideway.dev".to_owned(),
-                "consumerautoscalers.tideway.dev".to_owned()
+                "consumerautoscalers.tideway.dev".to_owned(),
+                "mirrorpolicies.tideway.dev".to_owned()
             ]
         );
         assert_eq!(
             missing_crds(&["topics".to_owned(), "topics/status".to_owned()]),
             vec![
                 "messageclusters.tideway.dev".to_owned(),
-                "consumerautoscalers.tideway.dev".to_owned()
+                "consumerautoscalers.tideway.dev".to_owned(),
+                "mirrorpolicies.tideway.dev".to_owned()
             ]
         );
         assert!(
             missing_crds(&[
                 "messageclusters".to_owned(),
                 "topics".to_owned(),
-                "consumerautoscalers".to_owned()
+                "consumerautoscalers".to_owned(),
+                "mirrorpolicies".to_owned()
             ])
             .is_empty()
         );

@@ -3,7 +3,7 @@
 #   1. the CRDs install and become Established (structural schema, CEL rules compile);
 #   2. `helm template` output and the builders' golden output pass `kubectl apply --dry-run=server`;
 #   3. the CEL admission rules reject what they should, with their messages;
-#   4. `kubectl get tideway` lists both kinds (category).
+#   4. `kubectl get tideway` lists the kinds (category), and their printer columns.
 # Starts its own etcd and kube-apiserver on 127.0.0.1 (ports 24790/24800/17443 unless
 # TIDEWAY_CHECK_{ETCD,ETCD_PEER,APISERVER}_PORT say otherwise), stops them by PID on exit.
 # Binaries: $TIDEWAY_K8S_BIN, else the newest ~/.cache/tideway/k8s-*/bin (tests/cluster/build-binaries.sh).
@@ -79,7 +79,7 @@ expect_reject() {
 
 # 1. CRDs
 if k apply --server-side -f "$root/crds/" >/dev/null && \
-   k wait --for=condition=Established --timeout=60s crd/messageclusters.tideway.dev crd/topics.tideway.dev crd/consumerautoscalers.tideway.dev >/dev/null; then
+   k wait --for=condition=Established --timeout=60s crd/messageclusters.tideway.dev crd/topics.tideway.dev crd/consumerautoscalers.tideway.dev crd/mirrorpolicies.tideway.dev >/dev/null; then
     ok "CRDs install and are Established"
 else
     fail "CRDs install"; exit 1
@@ -166,6 +166,43 @@ expect_reject "autoscaler minReplicas > maxReplicas rejected" "minReplicas must 
 expect_reject "autoscaler lagPerReplica 0 rejected" "spec.lagPerReplica" apply --dry-run=server -f - < <(cas_yaml 0 3 | sed 's/lagPerReplica: 10000/lagPerReplica: 0/')
 expect_reject "autoscaler offsetResetPolicy outside the enum rejected" "offsetResetPolicy" apply --dry-run=server -f - < <(cas_yaml 0 3 "offsetResetPolicy: Newest")
 
+mp_yaml() { # mp_yaml <replicas> [extra spec line]
+    cat <<Y
+apiVersion: tideway.dev/v1alpha1
+kind: MirrorPolicy
+metadata: {name: orders}
+spec:
+  clusterRef: {name: demo}
+  match: {topics: [{type: Prefix, value: orders.}]}
+  replicas: $1
+${2:+  $2}
+Y
+}
+if mp_yaml '{mode: Exactly, count: 3}' 'minInSyncReplicas: 2' | k apply -f - >/dev/null \
+    && [ "$(k get mirrorpolicy orders -o jsonpath='{.spec.match.priority}/{.spec.appliesTo}/{.spec.onCreate}/{.spec.onExisting}')" = '0/["TopicResources","ClientCreated"]/Reject/Audit' ]; then
+    ok "valid MirrorPolicy accepted, defaults filled (priority 0, both appliesTo, Reject, Audit)"
+else
+    fail "MirrorPolicy: $(k get mirrorpolicy orders -o yaml 2>&1 | tail -20)"
+fi
+expect_reject "mirror policy count without Exactly rejected" "replicas.count is required with mode Exactly" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: All, count: 3}')
+expect_reject "mirror policy Exactly without count rejected" "replicas.count is required with mode Exactly" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: Exactly}')
+expect_reject "mirror policy Brokers with brokers and racks rejected" "mode Brokers takes exactly one of replicas.brokers or replicas.racks" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: Brokers, brokers: [0], racks: [a]}')
+expect_reject "mirror policy min-ISR > count rejected" "minInSyncReplicas must not exceed replicas.count" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: Exactly, count: 1}' 'minInSyncReplicas: 2')
+expect_reject "mirror policy min-ISR > brokers rejected" "minInSyncReplicas must not exceed the number of replicas.brokers" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: Brokers, brokers: [0]}' 'minInSyncReplicas: 2')
+expect_reject "mirror policy duplicate appliesTo rejected" "appliesTo lists an entry twice" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: All}' 'appliesTo: [ClientCreated, ClientCreated]')
+expect_reject "mirror policy negative broker id rejected" "spec.replicas.brokers" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: Brokers, brokers: [-1]}')
+expect_reject "mirror policy empty topics rejected" "spec.match.topics" \
+    apply --dry-run=server -f - < <(mp_yaml '{mode: All}' | sed 's/topics: \[{type: Prefix, value: orders.}\]/topics: []/')
+expect_reject "mirror policy clusterRef change rejected" "clusterRef is immutable" \
+    apply -f - < <(mp_yaml '{mode: Exactly, count: 3}' 'minInSyncReplicas: 2' | sed 's/name: demo}/name: other}/')
+
 # 4. category and printer columns
 if out="$(k get tideway 2>&1)" && grep -q "messagecluster.tideway.dev/demo" <<<"$out" && grep -q "topic.tideway.dev/orders" <<<"$out"; then
     ok "kubectl get tideway lists both kinds"
@@ -175,6 +212,7 @@ fi
 if out="$(k get topics 2>&1)" && head -1 <<<"$out" | grep -q "PARTITIONS.*RF.*MIN-ISR"; then ok "Topic printer columns"; else fail "Topic printer columns: $out"; fi
 if out="$(k get mc 2>&1)" && head -1 <<<"$out" | grep -q "READY.*BROKERS"; then ok "MessageCluster short name and columns"; else fail "kubectl get mc: $out"; fi
 if out="$(k get cas 2>&1)" && head -1 <<<"$out" | grep -q "TARGET.*GROUP.*LAG.*REPLICAS.*DESIRED.*READY"; then ok "ConsumerAutoscaler short name and columns"; else fail "kubectl get cas: $out"; fi
+if out="$(k get mirrorpolicies 2>&1)" && head -1 <<<"$out" | grep -q "READY.*CLUSTER.*PRIORITY.*MODE.*GOVERNED.*NONCOMPLIANT"; then ok "MirrorPolicy printer columns"; else fail "kubectl get mirrorpolicies: $out"; fi
 
 echo "apiserver-check: $passed passed, $failed failed"
 [ "$failed" = 0 ]

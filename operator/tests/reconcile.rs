@@ -19,7 +19,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 use tideway_operator::context::Context;
-use tideway_operator::crd::{MessageCluster, Topic, all_crds};
+use tideway_operator::crd::{MessageCluster, MirrorPolicy, Topic, all_crds};
 use tideway_operator::metrics::Metrics;
 use tideway_operator::settings::{BuildSettings, OperatorSettings};
 
@@ -485,6 +485,85 @@ async fn controllers_against_a_real_apiserver() {
     })
     .await;
 
+    // 6. MirrorPolicies: admission (CEL on the real API server), the
+    // finalizer, ClusterNotFound, ClusterNotReady while no broker answers,
+    // and deletion not blocked by a cluster without brokers.
+    let policies: Api<MirrorPolicy> = Api::namespaced(client.clone(), ns);
+    let policy = |name: &str, cluster: &str, replicas: serde_json::Value| -> MirrorPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "tideway.dev/v1alpha1", "kind": "MirrorPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "clusterRef": {"name": cluster},
+                "match": {"topics": [{"type": "Prefix", "value": "orders."}]},
+                "replicas": replicas,
+                "minInSyncReplicas": 2
+            }
+        }))
+        .expect("policy")
+    };
+    let refused = policies
+        .create(
+            &PostParams::default(),
+            &policy("bad", "demo", json!({"mode": "Exactly"})),
+        )
+        .await
+        .expect_err("Exactly without count");
+    assert!(
+        refused
+            .to_string()
+            .contains("replicas.count is required with mode Exactly"),
+        "{refused}"
+    );
+    for (name, cluster) in [("lost", "nowhere"), ("orders", "demo")] {
+        policies
+            .create(
+                &PostParams::default(),
+                &policy(name, cluster, json!({"mode": "Exactly", "count": 3})),
+            )
+            .await
+            .expect("create policy");
+    }
+    let p = eventually("ClusterNotFound on policy", || {
+        let policies = policies.clone();
+        async move {
+            let p = policies.get("lost").await.ok()?;
+            let s = p.status.clone()?;
+            (condition(&s.conditions, "Ready") == Some(("False".into(), "ClusterNotFound".into())))
+                .then_some(p)
+        }
+    })
+    .await;
+    assert!(
+        p.finalizers()
+            .iter()
+            .any(|f| f == "tideway.dev/mirror-policy")
+    );
+    eventually("ClusterNotReady on policy", || {
+        let policies = policies.clone();
+        async move {
+            let s = policies.get("orders").await.ok()?.status?;
+            (condition(&s.conditions, "Ready") == Some(("False".into(), "ClusterNotReady".into())))
+                .then_some(())
+        }
+    })
+    .await;
+    for name in ["lost", "orders"] {
+        policies
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete policy");
+    }
+    eventually("policies gone", || {
+        let policies = policies.clone();
+        async move {
+            let a = policies.get_opt("lost").await.ok()?;
+            let b = policies.get_opt("orders").await.ok()?;
+            (a.is_none() && b.is_none()).then_some(())
+        }
+    })
+    .await;
+
     let _ = stop_tx.send(());
     tokio::time::timeout(DEADLINE, controllers)
         .await
@@ -496,7 +575,7 @@ async fn controllers_against_a_real_apiserver() {
         "{metrics}"
     );
 
-    // 6. leader election: two replicas, one Lease, one leader
+    // 7. leader election: two replicas, one Lease, one leader
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     assert!(
         tideway_operator::leader::try_acquire_or_renew(&leases, "a")

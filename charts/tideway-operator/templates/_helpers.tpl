@@ -39,13 +39,13 @@ the reconcilers call (docs/operations.md lists why each is needed).
 */}}
 {{- define "tideway-operator.rules" -}}
 - apiGroups: ["tideway.dev"]
-  resources: ["messageclusters", "topics", "consumerautoscalers"]
+  resources: ["messageclusters", "topics", "consumerautoscalers", "mirrorpolicies"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["tideway.dev"]
-  resources: ["messageclusters/status", "topics/status", "consumerautoscalers/status"]
+  resources: ["messageclusters/status", "topics/status", "consumerautoscalers/status", "mirrorpolicies/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: ["tideway.dev"]
-  resources: ["messageclusters/finalizers", "topics/finalizers"]
+  resources: ["messageclusters/finalizers", "topics/finalizers", "mirrorpolicies/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
