@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tideway_admin_api::v1::{
-    DescribeClusterRequest, DescribePartitionsRequest, EvacuateBrokersRequest,
+    Broker, DescribeClusterRequest, DescribePartitionsRequest, EvacuateBrokersRequest,
     EvacuateBrokersResponse, RemoveBrokerRequest,
 };
 
@@ -111,7 +111,8 @@ impl ReconcileClusterError {
 ///    size and build as if `spec.brokers` were unchanged;
 /// 3. build and apply every resource (order in `apply_resources`);
 /// 4. delete resources this cluster owns that are no longer built;
-/// 5. remove scaled-away brokers from the cluster;
+/// 5. remove scaled-away brokers from the cluster, and tell the brokers that
+///    stay after a called-off scale-down that they are not leaving;
 /// 6. set the broker defaults of `spec.config` on the running brokers
 ///    (`cluster_configs`), then roll outdated brokers one safe step at a time (`rollout`);
 /// 7. observe pods and brokers and patch the status if it changed.
@@ -431,13 +432,17 @@ pub fn plan_scale_down(
     }
 }
 
-/// Best effort: the active controller and the count of under-replicated
-/// partitions, from any broker that answers; (None, None) when none does.
 /// Brokers the cluster still knows (registered, or voters of its metadata
 /// quorum) whose ordinal is at or above `spec.brokers` and whose pod is gone
 /// are removed through the admin API (RemoveBroker), so the quorum's majority
 /// follows the new size. The broker refuses while one still runs or holds
 /// replicas; every reconcile tries again.
+///
+/// Brokers still marked leaving (by an earlier EvacuateBrokers) that stay
+/// after all (a scale-down called off: their id is below `spec.brokers`) are
+/// released by an EvacuateBrokers naming only the brokers that really leave
+/// ([`plan_called_off_departures`]); otherwise they would get no new replicas
+/// and mirror policies with mode All would not count them.
 async fn forget_removed_brokers(cluster: &ValidatedCluster, pods: &[Pod]) {
     let Some(mut admin) = connect_ready_admin(cluster, pods).await else {
         return;
@@ -446,6 +451,19 @@ async fn forget_removed_brokers(cluster: &ValidatedCluster, pods: &[Pod]) {
         return;
     };
     let described = described.into_inner();
+    if let Some(leaving) = plan_called_off_departures(&described.brokers, cluster.brokers) {
+        let request = EvacuateBrokersRequest {
+            brokers: leaving.clone(),
+        };
+        match admin.evacuate_brokers(request).await {
+            Ok(_) => {
+                tracing::info!(cluster = %cluster.name, wanted = cluster.brokers, still_leaving = ?leaving, "scale-down called off: the brokers that stay are no longer leaving")
+            }
+            Err(status) => {
+                tracing::info!(cluster = %cluster.name, still_leaving = ?leaving, reason = %status.message(), "could not release the brokers of a called-off scale-down yet")
+            }
+        }
+    }
     let running: Vec<i32> = pods
         .iter()
         .filter_map(|p| pod_ordinal(cluster, p))
@@ -472,6 +490,24 @@ async fn forget_removed_brokers(cluster: &ValidatedCluster, pods: &[Pod]) {
     }
 }
 
+/// Pure: after a scale-down was called off (a broker marked leaving has an id
+/// below `wanted`), the brokers that still leave (marked leaving, id at or
+/// above `wanted`; possibly none), to send as EvacuateBrokers' new set.
+/// None when no broker that stays is marked leaving.
+pub fn plan_called_off_departures(brokers: &[Broker], wanted: i32) -> Option<Vec<i32>> {
+    if !brokers.iter().any(|b| b.leaving && b.id < wanted) {
+        return None;
+    }
+    let mut leaving: Vec<i32> = brokers
+        .iter()
+        .filter(|b| b.leaving && b.id >= wanted)
+        .map(|b| b.id)
+        .collect();
+    leaving.sort_unstable();
+    leaving.dedup();
+    Some(leaving)
+}
+
 /// Pure: the known brokers to remove — ordinal at or above the wanted size
 /// and no pod left.
 pub fn removable_brokers(known: &[i32], running: &[i32], wanted: i32) -> Vec<i32> {
@@ -491,6 +527,8 @@ struct BrokerAnswers {
     racks: std::collections::BTreeMap<i32, String>,
 }
 
+/// Best effort: the active controller, the count of under-replicated
+/// partitions and each broker's rack, from any broker that answers.
 async fn ask_brokers(cluster: &ValidatedCluster, pods: &[Pod]) -> BrokerAnswers {
     let Some(mut admin) = connect_ready_admin(cluster, pods).await else {
         return BrokerAnswers::default();
@@ -700,6 +738,30 @@ mod tests {
         );
         assert_eq!(removable_brokers(&[0, 1, 2, 3], &[0, 1, 2], 3), vec![3]);
         assert_eq!(removable_brokers(&[0, 1, 2], &[0, 1], 3), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn a_called_off_scale_down_releases_the_brokers_that_stay() {
+        let broker = |id, leaving| Broker {
+            id,
+            leaving,
+            ..Broker::default()
+        };
+        let nobody = [broker(0, false), broker(1, false), broker(2, false)];
+        assert_eq!(plan_called_off_departures(&nobody, 3), None);
+        // 5 → 3 under way: 3 and 4 leave as asked.
+        let five = [
+            broker(0, false),
+            broker(1, false),
+            broker(2, false),
+            broker(3, true),
+            broker(4, true),
+        ];
+        assert_eq!(plan_called_off_departures(&five, 3), None);
+        // Called off (back to 5): nobody leaves any more.
+        assert_eq!(plan_called_off_departures(&five, 5), Some(vec![]));
+        // Partly (5 → 4): only broker 4 still leaves.
+        assert_eq!(plan_called_off_departures(&five, 4), Some(vec![4]));
     }
 
     #[test]
