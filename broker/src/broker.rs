@@ -31,6 +31,10 @@ use crate::config::BrokerConfig;
 use crate::log::LogConfig;
 use crate::log::{AppendInfo, FsyncPolicy, LogError};
 use crate::metadata::controller::{BrokerInfo, PlacementError, plan_replica_placement};
+use crate::metadata::mirror_policy::{
+    self, Brokers, OnCreate, PolicySet, TopicOrigin, plan_min_isr, plan_placement,
+    plan_requirement, replica_load,
+};
 use crate::metadata::topic_config::{self, TopicConfigError};
 use crate::metadata::{
     ClusterDefaults, MetadataError, MetadataImage, MetadataRecord, MetadataStore, TopicConfigs,
@@ -92,6 +96,9 @@ pub enum TopicError {
     InvalidReplicationFactor(String),
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// A mirror policy refuses it (Kafka's POLICY_VIOLATION); names the policy.
+    #[error("{0}")]
+    PolicyViolation(String),
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),
     #[error("committing metadata: {0}")]
@@ -487,8 +494,9 @@ impl Broker {
         Ok(image)
     }
 
-    /// The brokers placement may use: every registered broker, or this one alone.
-    fn placement_brokers(&self, image: &MetadataImage) -> Vec<BrokerInfo> {
+    /// The brokers placement may use: every registered broker (alive when
+    /// neither fenced nor leaving), or this one alone.
+    pub fn placement_brokers(&self, image: &MetadataImage) -> Vec<BrokerInfo> {
         if image.brokers.is_empty() {
             return vec![BrokerInfo {
                 id: self.node_id(),
@@ -502,20 +510,62 @@ impl Broker {
             .map(|b| BrokerInfo {
                 id: b.id,
                 rack: b.rack.clone(),
-                alive: !image.fenced.contains(&b.id),
+                alive: !image.fenced.contains(&b.id) && !image.leaving.contains(&b.id),
             })
             .collect()
     }
 
-    /// Checks a topic creation without doing it. `partitions` and
-    /// `replication_factor` of -1 mean the defaults. Returns both resolved.
-    pub fn validate_create_topic(
+    /// The topic that governs `name` for `origin`, if any, in `image`.
+    pub fn governing_policy<'a>(
+        image: &'a MetadataImage,
+        name: &str,
+        origin: TopicOrigin,
+    ) -> Option<&'a mirror_policy::MirrorPolicy> {
+        PolicySet::of(image).governing(name, origin)
+    }
+
+    /// The policy governing `topic` and what it asks of it now (Err: why it
+    /// cannot be met on the current brokers); None when no policy governs it.
+    pub fn policy_requirement<'a>(
+        &self,
+        image: &'a MetadataImage,
+        topic: &TopicMeta,
+    ) -> Option<(
+        &'a mirror_policy::MirrorPolicy,
+        Result<mirror_policy::Requirement, String>,
+    )> {
+        let policy = Self::governing_policy(image, &topic.name, topic.origin)?;
+        let all = self.placement_brokers(image);
+        let req = plan_requirement(
+            policy,
+            &Brokers {
+                all: &all,
+                leaving: &image.leaving,
+            },
+        );
+        Some((policy, req))
+    }
+
+    /// Checks and plans a topic creation (defaults, the governing mirror
+    /// policy, placement) without doing it. `partitions` and
+    /// `replication_factor` of -1 mean the defaults. With a policy governing
+    /// `name` for `origin`:
+    /// - `Admin` (Topic resources): an unset replication factor or min-ISR
+    ///   takes the policy's; a set one that breaks it is refused;
+    /// - `Client`: the topic as it would be created (defaults filled in) must
+    ///   comply: `on_create` Reject refuses it, Adjust takes the policy's
+    ///   replication factor and raises min-ISR to the policy's.
+    ///
+    /// Either way placement follows the policy (allowed brokers, rack cap).
+    /// An unset min-ISR above the replication factor is capped at it.
+    pub fn plan_create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
-        configs: &BTreeMap<String, String>,
-    ) -> Result<(i32, i32), TopicError> {
+        mut configs: BTreeMap<String, String>,
+        origin: TopicOrigin,
+    ) -> Result<PlannedTopic, TopicError> {
         validate_topic_name(name).map_err(TopicError::InvalidName)?;
         let image = self.image();
         if image.topics.contains_key(name) {
@@ -532,51 +582,112 @@ impl Broker {
                 "partitions must be from 1 to 100000, got {partitions}"
             )));
         }
-        let rf = if replication_factor == -1 {
-            defaults.default_replication_factor
-        } else {
-            i32::from(replication_factor)
-        };
-        let live = self
-            .placement_brokers(&image)
-            .iter()
-            .filter(|b| b.alive)
-            .count();
-        crate::metadata::controller::validate_replication(rf, 1, live)?;
-        for (k, v) in configs {
+        for (k, v) in &configs {
             topic_config::validate_entry(k, v)?;
         }
-        check_min_isr(configs, rf)?;
-        Ok((partitions, rf))
+        let all = self.placement_brokers(&image);
+        let live = all.iter().filter(|b| b.alive).count();
+        let brokers = Brokers {
+            all: &all,
+            leaving: &image.leaving,
+        };
+        // Start placement at a topic-dependent broker so leaders spread over topics.
+        let start = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let min_isr_set = configs.contains_key(MIN_ISR);
+        let requested_rf = (replication_factor != -1).then_some(i32::from(replication_factor));
+        let Some(policy) = Self::governing_policy(&image, name, origin) else {
+            let rf = requested_rf.unwrap_or(defaults.default_replication_factor);
+            crate::metadata::controller::validate_replication(rf, 1, live)?;
+            let current = self.configs_with(&image, &configs).min_insync_replicas();
+            if !min_isr_set && current > rf {
+                configs.insert(MIN_ISR.into(), rf.to_string());
+            }
+            check_min_isr(&configs, rf)?;
+            let assignments = plan_replica_placement(&all, partitions, rf, start)?;
+            return Ok(PlannedTopic {
+                partitions,
+                replication_factor: rf,
+                configs,
+                assignments,
+            });
+        };
+        let violation = |what: String| {
+            TopicError::PolicyViolation(format!(
+                "topic '{name}' breaks {}: {what}",
+                policy.describe()
+            ))
+        };
+        let req = plan_requirement(policy, &brokers).map_err(violation)?;
+        let count = req.count as i32;
+        let adjust = origin == TopicOrigin::Client && policy.on_create == OnCreate::Adjust;
+        let rf = match requested_rf {
+            None if origin == TopicOrigin::Admin => count,
+            None => defaults.default_replication_factor,
+            Some(rf) => rf,
+        };
+        if rf != count && !adjust {
+            let default = if requested_rf.is_none() {
+                " (the cluster default)"
+            } else {
+                ""
+            };
+            return Err(violation(format!(
+                "replication factor {rf}{default}, the policy requires {count}"
+            )));
+        }
+        let rf = count;
+        let current = self.configs_with(&image, &configs).min_insync_replicas();
+        let wanted = plan_min_isr(&req, current);
+        let fill_in = adjust || (origin == TopicOrigin::Admin && !min_isr_set);
+        if wanted > current && !fill_in {
+            let default = if min_isr_set {
+                ""
+            } else {
+                " (the cluster default)"
+            };
+            return Err(violation(format!(
+                "min.insync.replicas {current}{default}, the policy requires at least {wanted}"
+            )));
+        }
+        if wanted != current && (wanted > current || !min_isr_set) {
+            configs.insert(MIN_ISR.into(), wanted.to_string());
+        }
+        check_min_isr(&configs, rf)?;
+        let mut load = replica_load(&image, all.iter().map(|b| b.id));
+        let assignments =
+            plan_placement(&req, &brokers, &mut load, partitions, start).map_err(violation)?;
+        Ok(PlannedTopic {
+            partitions,
+            replication_factor: rf,
+            configs,
+            assignments,
+        })
     }
 
-    /// Creates a topic: placement, then the metadata record; partitions open
-    /// on the brokers they are assigned to as they apply it.
+    /// Creates a topic as [`Broker::plan_create_topic`] plans it; partitions
+    /// open on the brokers they are assigned to as they apply the record.
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        origin: TopicOrigin,
     ) -> Result<TopicMeta, TopicError> {
         let _guard = self.topic_changes.lock().await;
-        let (partitions, rf) =
-            self.validate_create_topic(name, partitions, replication_factor, &configs)?;
-        let image = self.image();
-        let brokers = self.placement_brokers(&image);
-        // Start placement at a topic-dependent broker so leaders spread over topics.
-        let start = name
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-        let assignments = plan_replica_placement(&brokers, partitions, rf, start)?;
+        let planned =
+            self.plan_create_topic(name, partitions, replication_factor, configs, origin)?;
         let topic_id = Uuid::new_v4();
         let image = self
             .commit(vec![MetadataRecord::TopicCreated {
                 name: name.to_string(),
                 topic_id,
-                partitions,
-                configs,
-                assignments,
+                partitions: planned.partitions,
+                configs: planned.configs,
+                assignments: planned.assignments,
+                origin,
             }])
             .await?;
         let topic = image
@@ -588,7 +699,13 @@ impl Broker {
             // Another broker created the same name first.
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        tracing::info!(topic = name, partitions, "topic created");
+        tracing::info!(
+            topic = name,
+            partitions = planned.partitions,
+            replication_factor = planned.replication_factor,
+            ?origin,
+            "topic created"
+        );
         Ok(topic)
     }
 
@@ -638,14 +755,32 @@ impl Broker {
         let _guard = self.topic_changes.lock().await;
         let before = self.validate_create_partitions(name, count)?;
         let image = self.image();
-        let rf = before.replicas(0).len().max(1) as i32;
         let start = before.partitions as usize;
-        let assignments = plan_replica_placement(
-            &self.placement_brokers(&image),
-            count - before.partitions,
-            rf,
-            start,
-        )?;
+        let all = self.placement_brokers(&image);
+        let assignments = match Self::governing_policy(&image, name, before.origin) {
+            // New partitions of a governed topic follow its policy.
+            Some(policy) => {
+                let brokers = Brokers {
+                    all: &all,
+                    leaving: &image.leaving,
+                };
+                let mut load = replica_load(&image, all.iter().map(|b| b.id));
+                plan_requirement(policy, &brokers)
+                    .and_then(|req| {
+                        plan_placement(&req, &brokers, &mut load, count - before.partitions, start)
+                    })
+                    .map_err(|e| {
+                        TopicError::PolicyViolation(format!(
+                            "new partitions of topic '{name}' cannot follow {}: {e}",
+                            policy.describe()
+                        ))
+                    })?
+            }
+            None => {
+                let rf = before.replicas(0).len().max(1) as i32;
+                plan_replica_placement(&all, count - before.partitions, rf, start)?
+            }
+        };
         self.commit(vec![MetadataRecord::PartitionsAdded {
             name: name.to_string(),
             partitions: count,
@@ -679,6 +814,17 @@ impl Broker {
             topic_config::validate_entry(k, v)?;
         }
         check_min_isr(&configs, topic.replicas(0).len().max(1) as i32)?;
+        if let Some((policy, Ok(req))) = self.policy_requirement(&image, topic)
+            && let Some(floor) = req.min_isr
+        {
+            let min_isr = self.configs_with(&image, &configs).min_insync_replicas();
+            if min_isr < floor {
+                return Err(TopicError::PolicyViolation(format!(
+                    "topic '{name}' is governed by {}: min.insync.replicas {min_isr} is below the {floor} it requires",
+                    policy.describe()
+                )));
+            }
+        }
         if validate_only {
             return Ok(());
         }
@@ -715,16 +861,16 @@ impl Broker {
                 .min_insync_replicas(),
             live.len(),
         )?;
-        let mut load: BTreeMap<i32, usize> = live.iter().map(|b| (*b, 0)).collect();
-        for t in image.topics.values() {
-            for replicas in &t.assignments {
-                for b in replicas {
-                    if let Some(n) = load.get_mut(b) {
-                        *n += 1;
-                    }
-                }
-            }
+        if let Some((policy, Ok(req))) = self.policy_requirement(&image, topic)
+            && req.count as i32 != rf
+        {
+            return Err(TopicError::PolicyViolation(format!(
+                "topic '{name}' is governed by {}: replication factor {rf}, the policy requires {}",
+                policy.describe(),
+                req.count
+            )));
         }
+        let mut load = replica_load(&image, live.iter().copied());
         let mut records = Vec::new();
         for p in 0..topic.partitions {
             let mut replicas = topic.replicas(p).to_vec();
@@ -772,21 +918,36 @@ impl Broker {
     /// Starts moving every replica off `brokers` (see `metadata::reassign`)
     /// unless some topic could not keep its replication factor on the
     /// brokers left; returns how many replicas are still on them. Repeating
-    /// it is harmless: partitions already moving are left alone.
+    /// it is harmless: partitions already moving are left alone. `brokers`
+    /// become the leaving set (no new replicas; mirror policies with mode
+    /// All stop counting them); an empty set ends an earlier departure.
     pub async fn evacuate_brokers(&self, brokers: &BTreeSet<i32>) -> Result<usize, EvacuateError> {
         let _guard = self.topic_changes.lock().await;
         let image = self.image();
-        let records = crate::metadata::reassign::plan_evacuation(
-            &image,
-            &self.placement_brokers(&image),
+        // Plan on the image with `brokers` leaving; record them as leaving
+        // only together with a plan that can be carried out.
+        let mut planned = (*image).clone();
+        let leaving = MetadataRecord::BrokersLeaving {
+            ids: brokers.clone(),
+        };
+        planned.apply(&leaving);
+        let mut records = crate::metadata::reassign::plan_evacuation(
+            &planned,
+            &self.placement_brokers(&planned),
             brokers,
         )?;
+        if image.leaving != *brokers {
+            records.insert(0, leaving);
+        }
         let image = if records.is_empty() {
             image
         } else {
             tracing::info!(
                 ?brokers,
-                moves = records.len() / 2,
+                moves = records
+                    .iter()
+                    .filter(|r| matches!(r, MetadataRecord::ReassignmentChanged { .. }))
+                    .count(),
                 "moving replicas off brokers"
             );
             self.commit(records).await?
@@ -1006,6 +1167,18 @@ impl Broker {
         }
         tracing::info!(clean, "data directory closed");
     }
+}
+
+const MIN_ISR: &str = "min.insync.replicas";
+
+/// A topic creation as it will be committed (see [`Broker::plan_create_topic`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedTopic {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// The topic-level overrides, with min-ISR filled in where planned.
+    pub configs: BTreeMap<String, String>,
+    pub assignments: Vec<Vec<i32>>,
 }
 
 /// min.insync.replicas may not exceed the replication factor.

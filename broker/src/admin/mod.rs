@@ -8,6 +8,7 @@
 //! (DescribePartitions), except consumer lag, which reads them from each
 //! partition's leader.
 
+pub mod policies;
 pub mod risk;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,7 @@ fn status(e: TopicError) -> Status {
         | TopicError::InvalidConfig(_)
         | TopicError::InvalidReplicaAssignment(_) => Status::invalid_argument(message),
         TopicError::InvalidReplicationFactor(_) => Status::failed_precondition(message),
+        TopicError::PolicyViolation(_) => policies::violation(message),
         TopicError::Commit(_) | TopicError::CreateLog { .. } => Status::internal(message),
     }
 }
@@ -113,6 +115,9 @@ fn partition_states_of(
 
 fn describe_topic(broker: &Broker, topic: &TopicMeta) -> TopicDescription {
     let states = partition_states(broker, topic);
+    let image = broker.image();
+    let policy = broker.policy_requirement(&image, topic);
+    let req = policy.as_ref().and_then(|(_, r)| r.as_ref().ok());
     TopicDescription {
         name: topic.name.clone(),
         topic_id: topic.topic_id.to_string(),
@@ -125,6 +130,12 @@ fn describe_topic(broker: &Broker, topic: &TopicMeta) -> TopicDescription {
         // Partitions whose replicas are all in sync: 100 when no reassignment runs.
         reassignment_percent: (100 * states.iter().filter(|s| !s.under_replicated).count()
             / states.len().max(1)) as i32,
+        mirror_policy: policy
+            .as_ref()
+            .map(|(p, _)| p.name.clone())
+            .unwrap_or_default(),
+        policy_replication_factor: req.as_ref().map_or(0, |r| r.count as i32),
+        policy_min_insync_replicas: req.and_then(|r| r.min_isr).unwrap_or(0),
     }
 }
 
@@ -166,6 +177,7 @@ impl Admin for AdminService {
                 rack: m.rack.clone().unwrap_or_default(),
                 alive: !image.fenced.contains(&m.id),
                 draining: image.draining.contains(&m.id),
+                leaving: image.leaving.contains(&m.id),
             })
             .collect();
         Ok(Response::new(DescribeClusterResponse {
@@ -427,6 +439,8 @@ impl Admin for AdminService {
         positive("replication_factor", r.replication_factor)?;
         positive("min_insync_replicas", r.min_insync_replicas)?;
         let b = &self.ctx()?.broker;
+        // Unset (0) replication factor and min-ISR: the governing mirror
+        // policy's, else the defaults (min-ISR capped at the replication factor).
         let mut configs: BTreeMap<String, String> = r.configs.into_iter().collect();
         if r.min_insync_replicas > 0 {
             configs.insert(
@@ -441,7 +455,13 @@ impl Admin for AdminService {
             r.replication_factor as i16
         };
         let topic = b
-            .create_topic(&r.name, partitions, rf, configs)
+            .create_topic(
+                &r.name,
+                partitions,
+                rf,
+                configs,
+                crate::metadata::mirror_policy::TopicOrigin::Admin,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(describe_topic(b, &topic)))
@@ -533,6 +553,30 @@ impl Admin for AdminService {
                 .map(|t| describe_topic(b, t))
                 .collect(),
         }))
+    }
+
+    async fn put_mirror_policy(
+        &self,
+        r: Request<PutMirrorPolicyRequest>,
+    ) -> Result<Response<PutMirrorPolicyResponse>, Status> {
+        let changed = policies::put(&self.ctx()?.broker, r.into_inner()).await?;
+        Ok(Response::new(PutMirrorPolicyResponse { changed }))
+    }
+
+    async fn delete_mirror_policy(
+        &self,
+        r: Request<DeleteMirrorPolicyRequest>,
+    ) -> Result<Response<DeleteMirrorPolicyResponse>, Status> {
+        let deleted = policies::delete(&self.ctx()?.broker, r.into_inner().name).await?;
+        Ok(Response::new(DeleteMirrorPolicyResponse { deleted }))
+    }
+
+    async fn describe_mirror_policies(
+        &self,
+        r: Request<DescribeMirrorPoliciesRequest>,
+    ) -> Result<Response<DescribeMirrorPoliciesResponse>, Status> {
+        let policies = policies::describe(&self.ctx()?.broker, &r.into_inner().names)?;
+        Ok(Response::new(DescribeMirrorPoliciesResponse { policies }))
     }
 
     /// Consumer lag of a group from the group coordinator (the leader of

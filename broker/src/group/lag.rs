@@ -357,6 +357,7 @@ mod tests {
                 partitions: *partitions,
                 configs: Default::default(),
                 assignments: vec![vec![0]; *partitions as usize],
+                origin: Default::default(),
             });
         }
         image

@@ -43,7 +43,13 @@ pub async fn create_offsets_topic(broker: &Broker) -> Result<bool, TopicError> {
     ]
     .into();
     match broker
-        .create_topic(OFFSETS_TOPIC, 1, rf as i16, configs)
+        .create_topic(
+            OFFSETS_TOPIC,
+            1,
+            rf as i16,
+            configs,
+            crate::metadata::mirror_policy::TopicOrigin::Internal,
+        )
         .await
     {
         Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(true),

@@ -114,7 +114,13 @@ async fn missing_topic(
         return unknown();
     }
     match broker
-        .create_topic(name.as_str(), -1, -1, BTreeMap::new())
+        .create_topic(
+            name.as_str(),
+            -1,
+            -1,
+            BTreeMap::new(),
+            crate::metadata::mirror_policy::TopicOrigin::Client,
+        )
         .await
     {
         Ok(t) => topic_entry(&t, version),

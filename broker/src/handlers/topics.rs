@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::{Broker, TopicError};
+use crate::metadata::mirror_policy::TopicOrigin;
 use crate::metadata::topic_config::KNOWN;
 use crate::server::errors::topic_error_code;
 
@@ -55,15 +56,14 @@ async fn create_one(
     }
     let planned = match plan_partitions(broker, &topic) {
         Err(e) => Err(e),
-        Ok((partitions, rf)) => match broker.validate_create_topic(&name, partitions, rf, &configs)
-        {
-            Err(e) => Err(e),
-            Ok((partitions, rf)) if validate_only => Ok((partitions, rf, Uuid::nil())),
-            Ok(_) => broker
-                .create_topic(&name, partitions, rf, configs)
-                .await
-                .map(|t| (t.partitions, t.replicas(0).len() as i32, t.topic_id)),
-        },
+        // A mirror policy governs client-created topics with origin Client.
+        Ok((partitions, rf)) if validate_only => broker
+            .plan_create_topic(&name, partitions, rf, configs, TopicOrigin::Client)
+            .map(|p| (p.partitions, p.replication_factor, Uuid::nil())),
+        Ok((partitions, rf)) => broker
+            .create_topic(&name, partitions, rf, configs, TopicOrigin::Client)
+            .await
+            .map(|t| (t.partitions, t.replicas(0).len() as i32, t.topic_id)),
     };
     match planned {
         // v5+ describes the result, v7+ carries the topic id.

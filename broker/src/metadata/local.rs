@@ -166,6 +166,7 @@ mod tests {
                 partitions: 3,
                 configs: BTreeMap::new(),
                 assignments: vec![],
+                origin: Default::default(),
             }])
             .expect("commit");
         drop(store);

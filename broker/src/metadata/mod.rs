@@ -11,6 +11,7 @@
 pub mod cluster_config;
 pub mod controller;
 pub mod local;
+pub mod mirror_policy;
 pub mod raft;
 pub mod reassign;
 pub mod topic_config;
@@ -54,6 +55,9 @@ pub enum MetadataRecord {
         configs: BTreeMap<String, String>,
         #[serde(default)]
         assignments: Vec<Vec<i32>>,
+        /// Who asked for it (mirror policies apply by origin).
+        #[serde(default)]
+        origin: mirror_policy::TopicOrigin,
     },
     /// `assignments` covers the added partitions only.
     PartitionsAdded {
@@ -124,6 +128,20 @@ pub enum MetadataRecord {
     ClusterConfigsReplaced {
         configs: BTreeMap<String, String>,
     },
+    /// A mirror policy was stored or replaced (admin PutMirrorPolicy).
+    MirrorPolicySet {
+        policy: mirror_policy::MirrorPolicy,
+    },
+    /// A mirror policy was deleted; the topics it governed stay as they are.
+    MirrorPolicyDeleted {
+        name: String,
+    },
+    /// The brokers an EvacuateBrokers call is emptying (the complete set;
+    /// empty when none is leaving): they get no new replicas, and mirror
+    /// policies with mode All do not count them.
+    BrokersLeaving {
+        ids: std::collections::BTreeSet<i32>,
+    },
 }
 
 /// Who leads a partition, at which epoch, and which replicas are in sync.
@@ -166,6 +184,9 @@ pub struct TopicMeta {
     /// Reassignments in progress: partition → the replica set it ends with.
     #[serde(default)]
     pub targets: BTreeMap<i32, Vec<i32>>,
+    /// Who created it (mirror policies apply by origin).
+    #[serde(default)]
+    pub origin: mirror_policy::TopicOrigin,
 }
 
 impl TopicMeta {
@@ -245,6 +266,12 @@ pub struct MetadataImage {
     /// per topic ever deleted.
     #[serde(default)]
     pub deleted_topic_ids: std::collections::BTreeSet<Uuid>,
+    /// Mirror policies by name.
+    #[serde(default)]
+    pub mirror_policies: BTreeMap<String, mirror_policy::MirrorPolicy>,
+    /// Brokers being emptied before a scale-down (see `BrokersLeaving`).
+    #[serde(default)]
+    pub leaving: std::collections::BTreeSet<i32>,
 }
 
 impl MetadataImage {
@@ -282,6 +309,7 @@ impl MetadataImage {
                 partitions,
                 configs,
                 assignments,
+                origin,
             } => {
                 // Two brokers may race to create one name: the first record wins.
                 if self.topics.contains_key(name) {
@@ -297,6 +325,7 @@ impl MetadataImage {
                     assignments,
                     states,
                     targets: BTreeMap::new(),
+                    origin: *origin,
                 };
                 self.topics.insert(name.clone(), topic);
             }
@@ -395,6 +424,7 @@ impl MetadataImage {
                 self.brokers.remove(id);
                 self.fenced.remove(id);
                 self.draining.remove(id);
+                self.leaving.remove(id);
             }
             MetadataRecord::BrokerDrainChanged { id, draining } => {
                 if *draining {
@@ -423,6 +453,16 @@ impl MetadataImage {
             }
             MetadataRecord::ClusterConfigsReplaced { configs } => {
                 self.cluster_configs = configs.clone();
+            }
+            MetadataRecord::MirrorPolicySet { policy } => {
+                self.mirror_policies
+                    .insert(policy.name.clone(), policy.clone());
+            }
+            MetadataRecord::MirrorPolicyDeleted { name } => {
+                self.mirror_policies.remove(name);
+            }
+            MetadataRecord::BrokersLeaving { ids } => {
+                self.leaving = ids.clone();
             }
         }
     }
@@ -565,6 +605,7 @@ mod tests {
                 partitions: 2,
                 configs: BTreeMap::new(),
                 assignments: vec![vec![1], vec![2]],
+                origin: Default::default(),
             },
             MetadataRecord::PartitionsAdded {
                 name: "t".into(),
@@ -588,6 +629,7 @@ mod tests {
             partitions: 9,
             configs: BTreeMap::new(),
             assignments: vec![],
+            origin: Default::default(),
         };
         image.apply(&again);
         assert_eq!(
@@ -615,6 +657,7 @@ mod tests {
             partitions: 1,
             configs: BTreeMap::new(),
             assignments: vec![vec![1, 2, 0]],
+            origin: Default::default(),
         });
         let state = |isr: &[i32]| PartitionState {
             leader: 1,

@@ -9,9 +9,10 @@
 //!    if needed and then shrinks the replicas to the target, which drops the
 //!    old replica and ends the reassignment.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::controller::{BrokerId, BrokerInfo};
+use super::mirror_policy::{PolicySet, ReplicaRule, replica_load};
 use super::{MetadataImage, MetadataRecord, PartitionState};
 
 /// Why brokers cannot be emptied.
@@ -33,7 +34,8 @@ pub struct EvacuationError {
 /// position of the replica list (so preferred leadership moves with it), by
 /// a live broker that is not evacuated and not a replica yet: first one in a
 /// rack the other replicas do not use, then the one holding the fewest
-/// replicas, then the lowest id.
+/// replicas, then the lowest id. A partition governed by a mirror policy
+/// with mode All loses the replica instead (one fewer broker, one fewer copy).
 pub fn plan_evacuation(
     image: &MetadataImage,
     brokers: &[BrokerInfo],
@@ -49,16 +51,8 @@ pub fn plan_evacuation(
             .find(|b| b.id == id)
             .and_then(|b| b.rack.clone())
     };
-    let mut load: BTreeMap<BrokerId, usize> = candidates.iter().map(|b| (b.id, 0)).collect();
-    for t in image.topics.values() {
-        for replicas in &t.assignments {
-            for b in replicas {
-                if let Some(n) = load.get_mut(b) {
-                    *n += 1;
-                }
-            }
-        }
-    }
+    let mut load = replica_load(image, candidates.iter().map(|b| b.id));
+    let policies = PolicySet::of(image);
     let mut impossible = BTreeSet::new();
     let mut records = Vec::new();
     for t in image.topics.values() {
@@ -68,6 +62,17 @@ pub fn plan_evacuation(
                 continue;
             }
             let mut target = replicas.to_vec();
+            let follows_brokers = policies
+                .governing(&t.name, t.origin)
+                .is_some_and(|p| p.replicas == ReplicaRule::All);
+            if follows_brokers {
+                // Mode All: one replica fewer, on the brokers that stay.
+                target.retain(|b| !evacuate.contains(b));
+                if target.is_empty() {
+                    impossible.insert(t.name.clone());
+                    continue;
+                }
+            }
             for slot in 0..target.len() {
                 if !evacuate.contains(&target[slot]) {
                     continue;
@@ -106,11 +111,13 @@ pub fn plan_evacuation(
                 partition: p,
                 target: Some(target),
             });
-            records.push(MetadataRecord::ReplicasChanged {
-                topic: t.name.clone(),
-                partition: p,
-                replicas: grown,
-            });
+            if grown != replicas {
+                records.push(MetadataRecord::ReplicasChanged {
+                    topic: t.name.clone(),
+                    partition: p,
+                    replicas: grown,
+                });
+            }
         }
     }
     if impossible.is_empty() {
@@ -194,8 +201,9 @@ mod tests {
             name: "t".into(),
             topic_id: uuid::Uuid::new_v4(),
             partitions: assignments.len() as i32,
-            configs: BTreeMap::new(),
+            configs: std::collections::BTreeMap::new(),
             assignments,
+            origin: Default::default(),
         });
         image
     }

@@ -16,7 +16,10 @@
 //!   3. when a pass found nothing to do, every
 //!      `--leader-imbalance-check-interval-ms`, moves leaderships back to
 //!      preferred replicas that are alive, in sync and not draining
-//!      ([`plan_preferred_leaders`], Kafka's auto leader rebalance).
+//!      ([`plan_preferred_leaders`], Kafka's auto leader rebalance);
+//!   4. when there is still nothing to do, takes the next step towards the
+//!      mirror policies whose `on_existing` is Reconcile (one topic at a
+//!      time, only while no reassignment runs: `mirror_policy::plan_policy_step`).
 //! - Controlled shutdown ([`controlled_shutdown`]): the broker says it is
 //!   shutting down; the controller fences it, which moves its leaderships to
 //!   other in-sync replicas; the broker waits until it leads nothing that
@@ -29,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::metadata::controller::{plan_partition_repairs, plan_preferred_leaders};
+use crate::metadata::mirror_policy::{Brokers, plan_policy_step};
 use crate::metadata::reassign::plan_reassignment_completion;
 use crate::metadata::{MetadataImage, MetadataRecord};
 
@@ -102,6 +106,10 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
                 );
             }
         }
+        // 4. Mirror policies with on_existing Reconcile, when nothing else needs doing.
+        if records.is_empty() && !image.mirror_policies.is_empty() {
+            records = plan_mirror_policies(&broker, &image);
+        }
         if records.is_empty() {
             continue;
         }
@@ -145,6 +153,37 @@ pub async fn controller_loop(broker: Arc<Broker>, mut stopping: watch::Receiver<
             _ = crate::runtime::stopped(&mut stopping) => return,
         }
     }
+}
+
+/// The next step towards the mirror policies (see `mirror_policy::plan_policy_step`).
+fn plan_mirror_policies(broker: &Broker, image: &MetadataImage) -> Vec<MetadataRecord> {
+    let all = broker.placement_brokers(image);
+    let brokers = Brokers {
+        all: &all,
+        leaving: &image.leaving,
+    };
+    let defaults = broker.defaults(image);
+    let records = plan_policy_step(image, &brokers, |t| {
+        broker
+            .configs_from(&defaults, &t.configs)
+            .min_insync_replicas()
+    });
+    if let Some(topic) = records.iter().find_map(|r| match r {
+        MetadataRecord::ReassignmentChanged { topic, .. }
+        | MetadataRecord::TopicConfigsReplaced { name: topic, .. } => Some(topic),
+        _ => None,
+    }) {
+        let moves = records
+            .iter()
+            .filter(|r| matches!(r, MetadataRecord::ReassignmentChanged { .. }))
+            .count();
+        tracing::info!(
+            topic,
+            partitions_moving = moves,
+            "bringing a topic to its mirror policy"
+        );
+    }
+    records
 }
 
 /// One controller pass (steps 1 and 2 of the module doc), pure.
@@ -269,6 +308,7 @@ mod tests {
             partitions: 1,
             configs: Default::default(),
             assignments: vec![vec![0, 1, 2]],
+            origin: Default::default(),
         });
         image
     }

@@ -123,7 +123,8 @@ impl Fetcher {
                 .map_err(|e| e.to_string())?;
             self.conn = Some((view.leader, addr, conn));
         }
-        // A replica a reassignment adds, still catching up, is paced.
+        // A replica a reassignment adds, still catching up, is paced: by the
+        // cluster's rate and the governing mirror policy's, the lower one.
         let me = self.broker.node_id();
         let move_rate = image
             .topics
@@ -134,7 +135,12 @@ impl Fetcher {
                     .is_some_and(|target| target.contains(&me))
                     && !t.state(self.partition.index).isr.contains(&me)
             })
-            .and_then(|_| self.broker.defaults(&image).move_throttle_bytes_per_sec);
+            .and_then(|t| {
+                let cluster = self.broker.defaults(&image).move_throttle_bytes_per_sec;
+                let policy = Broker::governing_policy(&image, &t.name, t.origin)
+                    .and_then(|p| p.throttle_bytes_per_sec);
+                cluster.into_iter().chain(policy).min()
+            });
         let max_bytes = move_rate.map_or(PARTITION_MAX_BYTES, |rate| {
             PARTITION_MAX_BYTES.min(i32::try_from(rate).unwrap_or(i32::MAX).max(1))
         });

@@ -24,6 +24,7 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         // The quorum could not take the change in time: retriable, as Kafka's controller answers.
         TopicError::Commit(crate::metadata::MetadataError::Unavailable(_)) => {

@@ -330,7 +330,7 @@ async fn group_lag_of_named_topics_follows_the_reset_policy() {
     let (_dir, running, mut admin) = start_one().await;
     let broker = running.ctx.broker.clone();
     broker
-        .create_topic("backlog", 2, 1, Default::default())
+        .create_topic("backlog", 2, 1, Default::default(), Default::default())
         .await
         .expect("create");
     let p0 = broker.partition("backlog", 0).expect("hosted");

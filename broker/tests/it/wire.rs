@@ -566,7 +566,7 @@ async fn a_created_topic_is_led_when_creation_returns() {
     let running = tideway_broker::start(config).await.expect("start");
     let broker = running.ctx.broker.clone();
     broker
-        .create_topic("led-at-once", 3, 1, Default::default())
+        .create_topic("led-at-once", 3, 1, Default::default(), Default::default())
         .await
         .expect("create");
     for index in 0..3 {

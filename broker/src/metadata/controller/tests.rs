@@ -209,6 +209,7 @@ fn repairs_follow_liveness_and_stale_changes_are_dropped() {
         partitions: 2,
         configs: Default::default(),
         assignments: vec![vec![0, 1, 2], vec![1, 2, 0]],
+        origin: Default::default(),
     });
     let plan = plan_partition_repairs(&image, &alive(&[1, 2]));
     for r in &plan {
@@ -296,6 +297,7 @@ fn a_draining_leader_hands_over_and_keeps_replicating() {
         partitions: 2,
         configs: Default::default(),
         assignments: vec![vec![0, 2, 1], vec![0]],
+        origin: Default::default(),
     });
     image.apply(&MetadataRecord::BrokerDrainChanged {
         id: 0,
@@ -320,6 +322,7 @@ fn leadership_goes_back_to_the_preferred_replica_once_it_is_in_sync_and_not_drai
         partitions: 1,
         configs: Default::default(),
         assignments: vec![vec![0, 1, 2]],
+        origin: Default::default(),
     });
     image.apply(&MetadataRecord::BrokerDrainChanged {
         id: 0,
