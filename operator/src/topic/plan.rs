@@ -162,6 +162,22 @@ pub fn plan_alter(desired: &DesiredTopic, current: &TopicDescription) -> Option<
     changed.then_some(request)
 }
 
+/// Whether an AlterTopic only changes the replication factor or min-ISR of a
+/// topic a mirror policy governs, where the spec leaves them unset: the
+/// topic follows the policy (or the cluster defaults), which is not drift.
+pub fn follows_policy_only(
+    topic: &Topic,
+    policy: Option<&PolicyRequirement>,
+    request: &AlterTopicRequest,
+) -> bool {
+    policy.is_some()
+        && request.partitions == 0
+        && request.set_configs.is_empty()
+        && request.delete_configs.is_empty()
+        && (request.replication_factor == 0 || topic.spec.replication_factor.is_none())
+        && (request.min_insync_replicas == 0 || topic.spec.min_in_sync_replicas.is_none())
+}
+
 /// A one-line description of an AlterTopic request, for logs and events.
 pub fn describe_alter(request: &AlterTopicRequest) -> String {
     let mut parts = Vec::new();
@@ -423,5 +439,31 @@ mod tests {
             ),
             (4, 3, 0)
         );
+    }
+
+    #[test]
+    fn following_a_policy_is_not_drift() {
+        let unset = topic(Some(1), None, None);
+        let d = resolve_desired_topic(&unset, &cluster(), Some(&governed(3, 2)));
+        let mut current = described(&d);
+        current.replication_factor = 2;
+        let request = plan_alter(&d, &current).expect("RF follows the policy");
+        assert_eq!(request.replication_factor, 3);
+        assert!(follows_policy_only(&unset, Some(&governed(3, 2)), &request));
+        assert!(
+            !follows_policy_only(&unset, None, &request),
+            "not governed: drift as before"
+        );
+        // The spec sets the replication factor: changing it back is drift.
+        let set = topic(Some(1), Some(3), None);
+        assert!(!follows_policy_only(&set, Some(&governed(3, 2)), &request));
+        // Anything else in the same request is drift too.
+        let mut with_config = request.clone();
+        with_config.delete_configs = vec!["cleanup.policy".into()];
+        assert!(!follows_policy_only(
+            &unset,
+            Some(&governed(3, 2)),
+            &with_config
+        ));
     }
 }

@@ -17,8 +17,8 @@ use tideway_admin_api::v1::{DeleteTopicRequest, DescribeTopicRequest, TopicDescr
 use tonic::Code;
 
 use super::plan::{
-    PolicyRequirement, check_replication_factor, describe_alter, plan_alter, plan_create,
-    resolve_desired_topic,
+    PolicyRequirement, check_replication_factor, describe_alter, follows_policy_only, plan_alter,
+    plan_create, resolve_desired_topic,
 };
 use crate::admin::is_policy_violation;
 use crate::cluster::reconcile::format_chain;
@@ -156,7 +156,9 @@ fn refusal(call: &str, status: &tonic::Status) -> Option<(Reason, String)> {
 ///    requirement, and AlterTopic what differs. A mirror policy refusing →
 ///    PolicyViolation, the brokers refusing otherwise → BrokerRejected (both
 ///    requeued slowly); if the spec did not change since the last reconcile,
-///    a create or alter repairs drift and emits an Event;
+///    a create or alter repairs drift and emits an Event (an alter that only
+///    brings fields the spec leaves unset to a governing policy is not drift:
+///    Event FollowedMirrorPolicy);
 /// 5. status from the brokers' description; requeue after the resync period.
 async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepError> {
     let generation = topic.metadata.generation;
@@ -211,12 +213,31 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
                 None => (current, None),
                 Some(request) => {
                     let what = describe_alter(&request);
+                    let follows_policy = follows_policy_only(topic, policy.as_ref(), &request);
                     tracing::info!(topic = %desired.name, change = %what, "altering topic");
                     match admin.alter_topic(request).await {
-                        Ok(resp) => (
-                            resp.into_inner(),
-                            spec_unchanged.then(|| format!("altered back to the spec: {what}")),
-                        ),
+                        Ok(resp) => match policy.as_ref().filter(|_| follows_policy) {
+                            // Not drift: the governing policy asks for something new.
+                            Some(p) => {
+                                let note = format!(
+                                    "fields the spec leaves unset follow mirror policy {}: {what}",
+                                    p.policy
+                                );
+                                publish_event(
+                                    ctx,
+                                    topic,
+                                    EventType::Normal,
+                                    "FollowedMirrorPolicy",
+                                    note,
+                                )
+                                .await;
+                                (resp.into_inner(), None)
+                            }
+                            None => (
+                                resp.into_inner(),
+                                spec_unchanged.then(|| format!("altered back to the spec: {what}")),
+                            ),
+                        },
                         Err(status) => {
                             let Some((reason, message)) =
                                 refusal(&format!("AlterTopic ({what})"), &status)
