@@ -18,7 +18,7 @@ use tideway_admin_api::v1::{
 };
 use tonic::Code;
 
-use super::plan::{build_policy, build_status, describe_policy, plan_requeue};
+use super::plan::{PROGRESS_POLL, build_policy, build_status, describe_policy, plan_requeue};
 use crate::cluster::reconcile::format_chain;
 use crate::cluster_ref::{ClusterRefError, connect_cluster, connect_for_cleanup, lookup_cluster};
 use crate::context::{Context, SLOW_REQUEUE};
@@ -139,10 +139,18 @@ fn admin_error(action: &'static str, policy: &str, source: tonic::Status) -> Mir
 /// 4. DescribeMirrorPolicies for this policy → status: governed and
 ///    non-compliant topics, reassignments, ties; Ready, Compliant, Conflict;
 /// 5. requeue soon while replicas move for it, else after the resync period.
+///
+/// At most one run per [`PROGRESS_POLL`] for the same generation.
 async fn apply_mirror_policy(
     policy: &MirrorPolicy,
     ctx: &Context,
 ) -> Result<Action, MirrorPolicyStepError> {
+    // Its own status write (e.g. a reassignment's progress) wakes it again
+    // through the watch: look at most once per PROGRESS_POLL unless the spec changed.
+    let fingerprint = policy.metadata.generation.unwrap_or(0) as u64;
+    if let Some(wait) = ctx.throttle(&key(policy), fingerprint, PROGRESS_POLL) {
+        return Ok(Action::requeue(wait));
+    }
     let namespace = policy
         .namespace()
         .ok_or(MirrorPolicyStepError::MissingNamespace)?;
