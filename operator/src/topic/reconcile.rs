@@ -145,6 +145,17 @@ fn refusal(call: &str, status: &tonic::Status) -> Option<(Reason, String)> {
     }
 }
 
+/// When a refused Topic is looked at again: a policy's refusal after the
+/// resync period (the policy may be changed or deleted without the Topic
+/// changing), any other refusal slowly (only a spec change can fix it).
+fn refusal_requeue(reason: Reason, ctx: &Context) -> std::time::Duration {
+    if reason == Reason::PolicyViolation {
+        ctx.settings.resync_period
+    } else {
+        SLOW_REQUEUE
+    }
+}
+
 /// Creates or repairs the topic and reports it.
 ///
 /// 1. cluster missing → ClusterNotFound; invalid → ClusterNotReady (both requeued, no error);
@@ -154,8 +165,8 @@ fn refusal(call: &str, status: &tonic::Status) -> Option<(Reason, String)> {
 ///    brokers fill in the rest from the governing mirror policy or their
 ///    defaults); present → resolve again with the governing policy's
 ///    requirement, and AlterTopic what differs. A mirror policy refusing →
-///    PolicyViolation, the brokers refusing otherwise → BrokerRejected (both
-///    requeued slowly); if the spec did not change since the last reconcile,
+///    PolicyViolation (requeued after the resync period), the brokers refusing
+///    otherwise → BrokerRejected (requeued slowly); if the spec did not change since the last reconcile,
 ///    a create or alter repairs drift and emits an Event (an alter that only
 ///    brings fields the spec leaves unset to a governing policy is not drift:
 ///    Event FollowedMirrorPolicy);
@@ -245,7 +256,7 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
                                 return Err(admin_error("AlterTopic", &desired.name, status));
                             };
                             patch_not_ready(ctx, topic, reason, message).await?;
-                            return Ok(Action::requeue(SLOW_REQUEUE));
+                            return Ok(Action::requeue(refusal_requeue(reason, ctx)));
                         }
                     }
                 }
@@ -267,7 +278,7 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
                         return Err(admin_error("CreateTopic", &desired.name, status));
                     };
                     patch_not_ready(ctx, topic, reason, message).await?;
-                    return Ok(Action::requeue(SLOW_REQUEUE));
+                    return Ok(Action::requeue(refusal_requeue(reason, ctx)));
                 }
             }
         }
