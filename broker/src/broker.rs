@@ -841,7 +841,9 @@ impl Broker {
     /// - growing adds the live brokers holding the fewest replicas; they
     ///   fetch from the leader and join the ISR once caught up (progress is
     ///   the share of partitions whose replicas are all in sync);
-    /// - shrinking removes followers, out-of-sync ones first; the leader stays.
+    /// - shrinking removes followers, those on leaving brokers first, then
+    ///   out-of-sync ones; the leader stays;
+    /// - a partition with a reassignment in progress is left to finish it.
     pub async fn change_replication_factor(&self, name: &str, rf: i32) -> Result<(), TopicError> {
         let _guard = self.topic_changes.lock().await;
         let image = self.image();
@@ -873,6 +875,10 @@ impl Broker {
         let mut load = replica_load(&image, live.iter().copied());
         let mut records = Vec::new();
         for p in 0..topic.partitions {
+            // A partition being reassigned reaches its target first.
+            if topic.targets.contains_key(&p) {
+                continue;
+            }
             let mut replicas = topic.replicas(p).to_vec();
             let state = topic.state(p);
             while (replicas.len() as i32) < rf {
@@ -890,7 +896,13 @@ impl Broker {
                 let victim = replicas
                     .iter()
                     .rev()
-                    .find(|b| **b != state.leader && !state.isr.contains(b))
+                    .find(|b| **b != state.leader && image.leaving.contains(b))
+                    .or_else(|| {
+                        replicas
+                            .iter()
+                            .rev()
+                            .find(|b| **b != state.leader && !state.isr.contains(b))
+                    })
                     .or_else(|| replicas.iter().rev().find(|b| **b != state.leader))
                     .copied();
                 let Some(victim) = victim else { break };
