@@ -9,8 +9,10 @@
 # operator replicas never both act; deletionPolicy Delete deletes the Kafka topic, Retain
 # keeps it; then tests/e2e/operator/roll.sh, with clients producing and consuming throughout:
 # rolling restarts, and scaling up to 4 (no broker restarts) and back down to 3 (replicas
-# moved off broker 3 first); then tests/e2e/operator/autoscale.sh: a ConsumerAutoscaler
-# scales a consumer Deployment on its group's lag.
+# moved off broker 3 first; a MirrorPolicy with mode All gives a topic a fourth replica and
+# drops it again); then tests/e2e/operator/autoscale.sh: a ConsumerAutoscaler scales a
+# consumer Deployment on its group's lag; then tests/e2e/operator/mirror.sh: a MirrorPolicy
+# refuses a client's topic and a Topic resource that break it, Adjust creates them its way.
 # Ends with `e2e-operator: N passed, N failed`. Run by tests/run.sh (through
 # tests/cluster/test.sh with TIDEWAY_OPERATOR_E2E=1).
 set -euo pipefail
@@ -224,6 +226,10 @@ bootstrap="$(k get mc demo -o jsonpath='{.status.bootstrapServers}')"
 # 11. consumer autoscaling on lag (issue 15)
 # shellcheck source=tests/e2e/operator/autoscale.sh
 . "$root/tests/e2e/operator/autoscale.sh"
+
+# 12. mirror policies (issue 16; mode All across the scaling is in roll.sh)
+# shellcheck source=tests/e2e/operator/mirror.sh
+. "$root/tests/e2e/operator/mirror.sh"
 
 echo "e2e-operator: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -211,6 +211,37 @@ w0="$(date +%s.%N)"
 broker_pods() { k get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}'; }
 pods_before="$(broker_pods)"
 restart_events_before="$(( $(events ManualRestart) + $(events PodStuck) + $(events ImageChanged) + $(events ConfigChanged) + $(events TemplateChanged) ))"
+# a MirrorPolicy with mode All over the topic mirrored (issue 16): it follows the broker count
+k apply -f - >/dev/null <<Y
+apiVersion: tideway.dev/v1alpha1
+kind: MirrorPolicy
+metadata: {name: everywhere}
+spec:
+  clusterRef: {name: demo}
+  match: {topics: [{type: Literal, value: mirrored}]}
+  replicas: {mode: All}
+  minInSyncReplicas: 2
+  onExisting: Reconcile
+---
+apiVersion: tideway.dev/v1alpha1
+kind: Topic
+metadata: {name: mirrored}
+spec: {clusterRef: {name: demo}, partitions: 2, deletionPolicy: Delete}
+Y
+mirrored_on() { # mirrored_on <brokers>: every partition of mirrored has exactly these replicas, all in sync
+    local md; md="$(kcat -b "$bootstrap" -L -t mirrored -m 5 2>/dev/null)"
+    [ "$(echo "$md" | grep -c 'partition ')" = 2 ] || return 1
+    [ "$(echo "$md" | grep 'partition ' | sed -E 's/.*replicas: ([0-9,]*), isrs: ([0-9,]*).*/\1 \2/' \
+        | while read -r r i; do echo "$(echo "$r" | tr , '\n' | sort | tr '\n' ,) $(echo "$i" | tr , '\n' | sort | tr '\n' ,)"; done \
+        | sort -u)" = "$1, $1," ]
+}
+mirror_policy_of() { k get topic mirrored -o jsonpath='{.status.mirrorPolicy}'; }
+if k wait --for=condition=Ready mirrorpolicy/everywhere topic/mirrored --timeout=120s >/dev/null && until_true 60 mirrored_on 0,1,2 \
+    && [ "$(mirror_policy_of)" = "$ns/everywhere" ]; then
+    ok "MirrorPolicy everywhere (mode All): topic mirrored has a replica on each of the 3 brokers, status.mirrorPolicy $ns/everywhere"
+else
+    fail "mirrored: $(k get mirrorpolicy everywhere -o jsonpath='{.status}') $(k get topic mirrored -o jsonpath='{.status}') $(kcat -b "$bootstrap" -L -t mirrored 2>&1 | tail -3)"
+fi
 k patch mc demo --type merge -p '{"spec":{"brokers":4}}' >/dev/null
 four_ready() {
     [ "$(k get mc demo -o jsonpath='{.status.readyBrokers}')" = 4 ] \
@@ -227,6 +258,12 @@ if [ -z "$replaced_pods" ] && [ "$restart_events" = 0 ] && [ "$(rollout phase)" 
 else
     fail "scaling 3 -> 4: replaced [$(echo $replaced_pods)], $restart_events restart events, rollout $(k get mc demo -o jsonpath='{.status.rollout}'); before: $(echo $pods_before); after: $(echo $pods_after); uids seen: $(sort -u "$uid_log" | tr '\n' ' ')"
     k get events --sort-by=.lastTimestamp | tail -25 || true
+fi
+mirrored_on_four() { mirrored_on 0,1,2,3 && [ "$(k get mirrorpolicy everywhere -o jsonpath='{.status.requiredReplicas}')" = 4 ]; }
+if until_true 120 mirrored_on_four; then
+    ok "mode All: after scaling to 4 every partition of mirrored has a fourth replica, in sync"
+else
+    fail "mode All at 4 brokers: $(kcat -b "$bootstrap" -L -t mirrored 2>&1 | tail -3) $(k get mirrorpolicy everywhere -o jsonpath='{.status}')"
 fi
 topic wide4 Delete 4 2
 if k wait --for=condition=Ready topic/wide4 --timeout=120s >/dev/null; then ok "a replication factor 4 topic on 4 brokers is Ready"; else fail "wide4: $(k get topic wide4 -o jsonpath='{.status.conditions}')"; fi
@@ -270,6 +307,21 @@ if until_true 60 spread_moved && [ "$(spread_count)" = 400 ]; then
 else
     fail "spread after the scale-down: $(spread_count) records; $(kcat -b "$bootstrap" -L -t spread 2>&1 | tail -5)"
 fi
+if until_true 60 mirrored_on 0,1,2; then
+    ok "mode All: the scale-down dropped mirrored's replicas on broker 3 (3 in sync on brokers 0-2)"
+else
+    fail "mode All after the scale-down: $(kcat -b "$bootstrap" -L -t mirrored 2>&1 | tail -3)"
+fi
+# deleting the policy leaves the topic as it is
+k delete mirrorpolicy everywhere --wait=true --timeout=60s >/dev/null || true
+no_policy() { [ -z "$(mirror_policy_of)" ]; }
+if until_true 60 no_policy && mirrored_on 0,1,2 \
+    && [ "$("$python" "$root/tests/e2e/operator/workload.py" topic-config --bootstrap "$bootstrap" --topic mirrored --config min.insync.replicas 2>/dev/null)" = 2 ]; then
+    ok "MirrorPolicy deleted: mirrored keeps its 3 replicas and min-ISR 2; its Topic names no policy"
+else
+    fail "after deleting the policy: mirrorPolicy '$(mirror_policy_of)', $(kcat -b "$bootstrap" -L -t mirrored 2>&1 | tail -3)"
+fi
+k delete topic mirrored --wait=true --timeout=60s >/dev/null || true
 claim_gone() { ! k get pvc data-demo-3 >/dev/null 2>&1; }
 if until_true 60 claim_gone; then ok "claimsOnScaleDown Delete: broker 3's volume claim was deleted"; else fail "pvc data-demo-3 still there"; fi
 k delete topic spread --wait=true --timeout=60s >/dev/null || true

@@ -1,5 +1,6 @@
-"""The client side of the rolling-restart e2e (tests/e2e/operator/roll.sh), and
-`group-caught-up` for the autoscaling e2e (tests/e2e/operator/autoscale.sh).
+"""The client side of the rolling-restart e2e (tests/e2e/operator/roll.sh),
+`group-caught-up` for the autoscaling e2e (tests/e2e/operator/autoscale.sh) and
+`create-topic` for the mirror-policy e2e (tests/e2e/operator/mirror.sh).
 
 `run` keeps a keyed, idempotent, acks=all producer and a consumer group that
 commits after processing going until the file `<out>/stop` appears, while a
@@ -271,6 +272,22 @@ def topic_config(args):
     print(configs[args.config].value)
 
 
+def create_topic(args):
+    """CreateTopics as a Kafka client does it; prints "created" or the Kafka error's name,
+    code and message (exit 0 either way: the caller checks which)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    new = NewTopic(args.topic, num_partitions=1, replication_factor=args.replication_factor)
+    try:
+        admin.create_topics([new], operation_timeout=30)[args.topic].result(60)
+        print("created")
+    except KafkaException as e:
+        err = e.args[0]
+        print(f"{err.name()} {err.code()}: {err.str()}")
+
+
 def group_caught_up(args):
     """Exit 0 when the group's committed offset equals the high watermark on
     every partition of the topic (every record consumed and committed);
@@ -294,18 +311,21 @@ def group_caught_up(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["run", "verify", "topic-config", "group-caught-up"])
+    parser.add_argument("mode", choices=["run", "verify", "topic-config", "group-caught-up", "create-topic"])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group")
     parser.add_argument("--out")
     parser.add_argument("--config", help="topic-config: the config to print")
     parser.add_argument("--rate", type=float, default=100.0, help="records per second")
+    parser.add_argument("--replication-factor", type=int, default=1, help="create-topic: the replication factor")
     args = parser.parse_args()
     if args.mode == "run":
         run(args)
     elif args.mode == "topic-config":
         topic_config(args)
+    elif args.mode == "create-topic":
+        create_topic(args)
     elif args.mode == "group-caught-up":
         raise SystemExit(group_caught_up(args))
     else:
