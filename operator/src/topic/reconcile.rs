@@ -145,11 +145,12 @@ fn refusal(call: &str, status: &tonic::Status) -> Option<(Reason, String)> {
     }
 }
 
-/// When a refused Topic is looked at again: a policy's refusal after the
-/// resync period (the policy may be changed or deleted without the Topic
-/// changing), any other refusal slowly (only a spec change can fix it).
-fn refusal_requeue(reason: Reason, ctx: &Context) -> std::time::Duration {
-    if reason == Reason::PolicyViolation {
+/// When a refused Topic is looked at again: after the resync period when a
+/// mirror policy refused it or governs it (the policy, or what it asks for
+/// with mode All, may change without the Topic changing, e.g. while brokers
+/// are added or removed), otherwise slowly (only a spec change can fix it).
+fn refusal_requeue(reason: Reason, governed: bool, ctx: &Context) -> std::time::Duration {
+    if reason == Reason::PolicyViolation || governed {
         ctx.settings.resync_period
     } else {
         SLOW_REQUEUE
@@ -165,8 +166,9 @@ fn refusal_requeue(reason: Reason, ctx: &Context) -> std::time::Duration {
 ///    brokers fill in the rest from the governing mirror policy or their
 ///    defaults); present → resolve again with the governing policy's
 ///    requirement, and AlterTopic what differs. A mirror policy refusing →
-///    PolicyViolation (requeued after the resync period), the brokers refusing
-///    otherwise → BrokerRejected (requeued slowly); if the spec did not change since the last reconcile,
+///    PolicyViolation, the brokers refusing otherwise → BrokerRejected (both
+///    requeued after the resync period for a topic a policy governs, else
+///    slowly); if the spec did not change since the last reconcile,
 ///    a create or alter repairs drift and emits an Event (an alter that only
 ///    brings fields the spec leaves unset to a governing policy is not drift:
 ///    Event FollowedMirrorPolicy);
@@ -218,7 +220,11 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
             let desired = resolve_desired_topic(topic, &cluster, policy.as_ref());
             if let Some(message) = check_replication_factor(&desired, cluster.brokers) {
                 patch_not_ready(ctx, topic, Reason::InvalidReplicationFactor, message).await?;
-                return Ok(Action::requeue(SLOW_REQUEUE));
+                return Ok(Action::requeue(refusal_requeue(
+                    Reason::InvalidReplicationFactor,
+                    policy.is_some(),
+                    ctx,
+                )));
             }
             match plan_alter(&desired, &current) {
                 None => (current, None),
@@ -256,7 +262,11 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
                                 return Err(admin_error("AlterTopic", &desired.name, status));
                             };
                             patch_not_ready(ctx, topic, reason, message).await?;
-                            return Ok(Action::requeue(refusal_requeue(reason, ctx)));
+                            return Ok(Action::requeue(refusal_requeue(
+                                reason,
+                                policy.is_some(),
+                                ctx,
+                            )));
                         }
                     }
                 }
@@ -278,7 +288,7 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, TopicStepEr
                         return Err(admin_error("CreateTopic", &desired.name, status));
                     };
                     patch_not_ready(ctx, topic, reason, message).await?;
-                    return Ok(Action::requeue(refusal_requeue(reason, ctx)));
+                    return Ok(Action::requeue(refusal_requeue(reason, false, ctx)));
                 }
             }
         }
