@@ -556,8 +556,9 @@ impl Broker {
     ///   comply: `on_create` Reject refuses it, Adjust takes the policy's
     ///   replication factor and raises min-ISR to the policy's.
     ///
-    /// Either way placement follows the policy (allowed brokers, rack cap).
-    /// An unset min-ISR above the replication factor is capped at it.
+    /// Either way placement follows the policy (allowed brokers, rack cap),
+    /// and an unset min-ISR above the replication factor is capped at it.
+    /// Without a policy only the admin API caps it.
     pub fn plan_create_topic(
         &self,
         name: &str,
@@ -601,7 +602,10 @@ impl Broker {
             let rf = requested_rf.unwrap_or(defaults.default_replication_factor);
             crate::metadata::controller::validate_replication(rf, 1, live)?;
             let current = self.configs_with(&image, &configs).min_insync_replicas();
-            if !min_isr_set && current > rf {
+            // The admin API (Topic resources) caps a default min-ISR at the
+            // replication factor; Kafka clients get Kafka's behaviour (no cap:
+            // acks=all writes to such a topic fail with NOT_ENOUGH_REPLICAS).
+            if origin == TopicOrigin::Admin && !min_isr_set && current > rf {
                 configs.insert(MIN_ISR.into(), rf.to_string());
             }
             check_min_isr(&configs, rf)?;
