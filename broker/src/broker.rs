@@ -755,8 +755,13 @@ impl Broker {
         Ok(topic.clone())
     }
 
-    pub async fn create_partitions(&self, name: &str, count: i32) -> Result<(), TopicError> {
-        let _guard = self.topic_changes.lock().await;
+    /// Checks a partition count increase and places the new partitions
+    /// (by the governing mirror policy, if any) without doing it.
+    pub fn plan_create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+    ) -> Result<Vec<Vec<i32>>, TopicError> {
         let before = self.validate_create_partitions(name, count)?;
         let image = self.image();
         let start = before.partitions as usize;
@@ -785,18 +790,20 @@ impl Broker {
                 plan_replica_placement(&all, count - before.partitions, rf, start)?
             }
         };
+        Ok(assignments)
+    }
+
+    pub async fn create_partitions(&self, name: &str, count: i32) -> Result<(), TopicError> {
+        let _guard = self.topic_changes.lock().await;
+        let from = self.image().topics.get(name).map_or(0, |t| t.partitions);
+        let assignments = self.plan_create_partitions(name, count)?;
         self.commit(vec![MetadataRecord::PartitionsAdded {
             name: name.to_string(),
             partitions: count,
             assignments,
         }])
         .await?;
-        tracing::info!(
-            topic = name,
-            from = before.partitions,
-            to = count,
-            "partitions added"
-        );
+        tracing::info!(topic = name, from, to = count, "partitions added");
         Ok(())
     }
 

@@ -180,7 +180,7 @@ pub async fn create_partitions(
         let reply = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let result = if request.validate_only {
             broker
-                .validate_create_partitions(t.name.as_str(), t.count)
+                .plan_create_partitions(t.name.as_str(), t.count)
                 .map(|_| ())
         } else {
             broker.create_partitions(t.name.as_str(), t.count).await
