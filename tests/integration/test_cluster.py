@@ -1,5 +1,5 @@
 """A cluster of three brokers on one machine, its metadata on a Raft quorum
-(--voters). Partitions are spread over the brokers (replication factor 1 until
+(--voters). DescribeCluster names them and the controller. Partitions are spread over the brokers (replication factor 1 until
 data replication lands: docs/replication.md), clients find every leader through
 any broker, the quorum keeps accepting metadata changes with one broker down
 and refuses them without a majority, and metadata survives restarts."""
@@ -53,6 +53,11 @@ def test_three_brokers_share_partitions_and_route_clients(start_broker, tmp_path
         "broker 1 to list all three brokers",
     )
     assert {br.port for br in md.brokers.values()} == {x.kafka_port for x in b}
+    # DescribeCluster (AdminClient.describe_cluster): the cluster id, a controller among the brokers, all three.
+    admin = admin_client(b[2].bootstrap)  # must outlive its future
+    described = admin.describe_cluster().result(timeout=30)
+    assert described.cluster_id == md.cluster_id and described.controller.id in (0, 1, 2)
+    assert sorted((n.id, n.port) for n in described.nodes) == [(i, x.kafka_port) for i, x in enumerate(b)]
 
     topic = unique_topic()
     create_topic(b[2].bootstrap, topic, 6)

@@ -3,6 +3,7 @@
 //! live in the broker, error codes in `server::errors`.
 
 pub mod api_versions;
+pub mod cluster;
 pub mod configs;
 pub mod fetch;
 pub mod groups;
@@ -84,6 +85,9 @@ pub async fn handle(
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(ctx, r).await),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer_ids::init(ctx, r).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(cluster::describe_cluster(broker, r, v))
         }
         other => {
             // Unreachable: dispatch rejects unadvertised APIs before decoding.

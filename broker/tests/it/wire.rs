@@ -347,6 +347,33 @@ async fn every_api_at_every_version_answers_decodably() {
         assert_eq!(r.error_code, 0, "InitProducerId v{v}");
         assert!(r.producer_id.0 >= 0);
     }
+    for v in versions(ApiKey::DescribeCluster) {
+        let r: DescribeClusterResponse = c
+            .call(
+                ApiKey::DescribeCluster,
+                v,
+                &DescribeClusterRequest::default().with_endpoint_type(1),
+            )
+            .await;
+        assert_eq!(r.error_code, 0, "DescribeCluster v{v}");
+        assert!(
+            !r.cluster_id.is_empty() && r.brokers.len() == 1,
+            "DescribeCluster v{v}: {r:?}"
+        );
+        if v >= 1 {
+            let r: DescribeClusterResponse = c
+                .call(
+                    ApiKey::DescribeCluster,
+                    v,
+                    &DescribeClusterRequest::default().with_endpoint_type(2),
+                )
+                .await;
+            assert_eq!(
+                r.error_code, 115,
+                "DescribeCluster v{v} controllers: UNSUPPORTED_ENDPOINT_TYPE"
+            );
+        }
+    }
     for v in versions(ApiKey::FindCoordinator) {
         let req = if v >= 4 {
             FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")])
