@@ -112,3 +112,42 @@ def test_without_a_majority_metadata_changes_are_refused(start_broker, tmp_path)
     code = admin_error_code(b[0].bootstrap, lambda a: a.create_topics([new], operation_timeout=40, request_timeout=40), topic)
     assert code == REQUEST_TIMED_OUT, code
     assert topic not in admin_client(b[0].bootstrap).list_topics(timeout=30).topics
+
+
+def test_elect_leaders_moves_leadership_back_to_preferred_replicas(start_broker, tmp_path):
+    """ElectLeaders (kafka-leader-election, AdminClient.elect_leaders) with the automatic
+    rebalance off: after a broker's restart its partitions stay led elsewhere until asked."""
+    from confluent_kafka import ElectionType, TopicPartition
+
+    ports = free_loopback_ports(3)
+    voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(ports))
+    b = [
+        start_broker(f"--node-id={i}", f"--voters={voters}", "--leader-imbalance-check-interval-ms=0", wait_ready=False, name=f"b{i}", settings={"admin-listen": f"127.0.0.1:{ports[i]}"})
+        for i in range(3)
+    ]
+    for x in b:
+        x.wait_ready(90)
+    topic = unique_topic("elect")
+    admin = admin_client(b[0].bootstrap)  # must outlive its futures
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3)])[topic].result(30)
+
+    def partitions():
+        t = admin.list_topics(topic, timeout=30).topics[topic]
+        return {p.id: (p.leader, p.replicas, sorted(p.isrs)) for p in t.partitions.values()}
+
+    wait_until(lambda: all(len(isr) == 3 and leader == r[0] for leader, r, isr in partitions().values()), 60, "3 in sync, preferred leaders")
+    # Broker 0 restarts: the partition it prefers is led by another replica meanwhile.
+    preferred_by_0 = next(p for p, (_, r, _) in partitions().items() if r[0] == 0)
+    b[0].stop()
+    wait_until(lambda: partitions()[preferred_by_0][0] not in (-1, 0), 60, "another leader")
+    b[0].start()
+    wait_until(lambda: all(len(isr) == 3 for _, _, isr in partitions().values()), 60, "broker 0 back in sync")
+    assert partitions()[preferred_by_0][0] != 0, "no automatic rebalance here"
+
+    tp = TopicPartition(topic, preferred_by_0)
+    result = admin.elect_leaders(ElectionType.PREFERRED, [tp]).result(30)
+    assert list(result.values()) == [None], result
+    wait_until(lambda: partitions()[preferred_by_0][0] == 0, 30, "broker 0 to lead again")
+    # Asked again: nothing to do, said with ELECTION_NOT_NEEDED (84).
+    again = admin.elect_leaders(ElectionType.PREFERRED, [tp]).result(30)
+    assert [e.code() for e in again.values()] == [84], again

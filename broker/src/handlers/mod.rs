@@ -89,6 +89,9 @@ pub async fn handle(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(broker, r, v))
         }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(cluster::elect_leaders(broker, r, v).await)
+        }
         other => {
             // Unreachable: dispatch rejects unadvertised APIs before decoding.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised API");

@@ -431,3 +431,108 @@ pub fn plan_preferred_leaders(
 
 #[cfg(test)]
 mod tests;
+
+/// Why a leader election that was asked for (Kafka's ElectLeaders) did not happen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ElectLeaderError {
+    #[error("partition {1} of topic '{0}' does not exist")]
+    UnknownPartition(String, i32),
+    #[error("the partition already has the leader asked for")]
+    NotNeeded,
+    #[error("the preferred replica {0} is not alive, not in sync or draining")]
+    PreferredNotAvailable(BrokerId),
+    #[error("no live replica can lead the partition")]
+    NoEligibleLeader,
+}
+
+/// Elections asked for by an operator (ElectLeaders), pure:
+/// - preferred (`unclean` false): the first replica leads if it is alive, in
+///   the ISR and not draining (epoch bumped, ISR unchanged);
+/// - unclean: a partition without a leader elects one from its ISR if it
+///   can, else from any live replica (marked unclean); a led partition is
+///   left alone.
+///
+/// Returns the guarded records to commit and, per partition, the leader it
+/// will have or why not.
+#[allow(clippy::type_complexity)]
+pub fn plan_elect_leaders(
+    image: &crate::metadata::MetadataImage,
+    alive: &BTreeSet<BrokerId>,
+    partitions: &[PartitionKey],
+    unclean: bool,
+) -> (
+    Vec<crate::metadata::MetadataRecord>,
+    Vec<(PartitionKey, Result<BrokerId, ElectLeaderError>)>,
+) {
+    use crate::metadata::{MetadataRecord, PartitionState};
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for (topic, p) in partitions {
+        let key = (topic.clone(), *p);
+        let Some(t) = image
+            .topics
+            .get(topic)
+            .filter(|t| (0..t.partitions).contains(p))
+        else {
+            results.push((
+                key,
+                Err(ElectLeaderError::UnknownPartition(topic.clone(), *p)),
+            ));
+            continue;
+        };
+        let st = t.state(*p);
+        let change = if unclean {
+            if st.leader >= 0 {
+                Err(ElectLeaderError::NotNeeded)
+            } else {
+                let record = PartitionRecord {
+                    replicas: t.replicas(*p).to_vec(),
+                    isr: st.isr.clone(),
+                    leader: st.leader,
+                    leader_epoch: st.leader_epoch,
+                };
+                let c = plan_leader_election(&record, alive, None, true);
+                if c.leader < 0 {
+                    Err(ElectLeaderError::NoEligibleLeader)
+                } else {
+                    Ok(c)
+                }
+            }
+        } else {
+            let preferred = t.replicas(*p).first().copied().unwrap_or(-1);
+            if st.leader == preferred {
+                Err(ElectLeaderError::NotNeeded)
+            } else if !alive.contains(&preferred)
+                || !st.isr.contains(&preferred)
+                || image.draining.contains(&preferred)
+            {
+                Err(ElectLeaderError::PreferredNotAvailable(preferred))
+            } else {
+                Ok(PartitionChange {
+                    leader: preferred,
+                    leader_epoch: st.leader_epoch + 1,
+                    isr: st.isr.clone(),
+                    unclean: false,
+                })
+            }
+        };
+        match change {
+            Ok(c) => {
+                results.push((key, Ok(c.leader)));
+                records.push(MetadataRecord::PartitionChanged {
+                    topic: topic.clone(),
+                    partition: *p,
+                    expect: st,
+                    state: PartitionState {
+                        leader: c.leader,
+                        leader_epoch: c.leader_epoch,
+                        isr: c.isr,
+                    },
+                    unclean: c.unclean,
+                });
+            }
+            Err(e) => results.push((key, Err(e))),
+        }
+    }
+    (records, results)
+}

@@ -208,6 +208,10 @@ pub fn entries_named(request: &RequestKind) -> usize {
         RequestKind::JoinGroup(r) => r.protocols.len(),
         RequestKind::SyncGroup(r) => r.assignments.len(),
         RequestKind::LeaveGroup(r) => r.members.len(),
+        RequestKind::ElectLeaders(r) => r
+            .topic_partitions
+            .as_ref()
+            .map_or(0, |ts| sum(ts, |t| t.partitions.len())),
         _ => 0,
     }
 }

@@ -41,6 +41,7 @@ pub const SUPPORTED: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::OffsetDelete, "offset_delete", 0, 0),
     (ApiKey::InitProducerId, "init_producer_id", 0, 5),
     (ApiKey::DescribeCluster, "describe_cluster", 0, 2),
+    (ApiKey::ElectLeaders, "elect_leaders", 0, 2),
 ];
 
 /// The supported range and metric label of `key`, if it is supported at all.

@@ -374,6 +374,20 @@ async fn every_api_at_every_version_answers_decodably() {
             );
         }
     }
+    for v in versions(ApiKey::ElectLeaders) {
+        let req = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
+                .with_topic(name("t"))
+                .with_partitions(vec![0]),
+        ]));
+        let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, v, &req).await;
+        let result = &r.replica_election_results[0].partition_result[0];
+        // One broker: it already leads its partition.
+        assert_eq!(
+            result.error_code, 84,
+            "ElectLeaders v{v}: ELECTION_NOT_NEEDED"
+        );
+    }
     for v in versions(ApiKey::FindCoordinator) {
         let req = if v >= 4 {
             FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")])

@@ -347,3 +347,55 @@ fn leadership_goes_back_to_the_preferred_replica_once_it_is_in_sync_and_not_drai
     assert_eq!((s.leader, s.leader_epoch, s.isr), (0, 2, vec![0, 1, 2]));
     assert!(plan_preferred_leaders(&image, &alive(&[0, 1, 2])).is_empty());
 }
+
+#[test]
+fn asked_for_elections_move_to_the_preferred_replica_or_say_why_not() {
+    use crate::metadata::{MetadataImage, MetadataRecord, PartitionState};
+    let mut image = MetadataImage::default();
+    image.apply(&MetadataRecord::TopicCreated {
+        name: "t".into(),
+        topic_id: uuid::Uuid::new_v4(),
+        partitions: 3,
+        configs: BTreeMap::new(),
+        assignments: vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1]],
+        origin: Default::default(),
+    });
+    let set = |image: &mut MetadataImage, p: i32, leader: BrokerId, isr: &[BrokerId]| {
+        let st = image.topics["t"].state(p);
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic: "t".into(),
+            partition: p,
+            expect: st.clone(),
+            state: PartitionState {
+                leader,
+                leader_epoch: st.leader_epoch + 1,
+                isr: isr.to_vec(),
+            },
+            unclean: false,
+        });
+    };
+    set(&mut image, 0, 1, &[0, 1, 2]); // 0 preferred, in sync: back to 0
+    set(&mut image, 2, 0, &[0, 1]); // 2 preferred, out of sync: not available
+    let keys: Vec<PartitionKey> = (0..4).map(|p| ("t".to_string(), p)).collect();
+    let (records, results) = plan_elect_leaders(&image, &alive(&[0, 1, 2]), &keys, false);
+    assert_eq!(records.len(), 1);
+    assert_eq!(results[0].1, Ok(0));
+    assert_eq!(results[1].1, Err(ElectLeaderError::NotNeeded));
+    assert_eq!(
+        results[2].1,
+        Err(ElectLeaderError::PreferredNotAvailable(2))
+    );
+    assert!(matches!(
+        results[3].1,
+        Err(ElectLeaderError::UnknownPartition(_, 3))
+    ));
+    // Unclean: only an offline partition elects, from any live replica.
+    set(&mut image, 1, -1, &[1]);
+    let (records, results) = plan_elect_leaders(&image, &alive(&[0, 2]), &keys[..2], true);
+    assert_eq!(results[0].1, Err(ElectLeaderError::NotNeeded));
+    assert_eq!(results[1].1, Ok(2));
+    assert!(matches!(
+        &records[..],
+        [MetadataRecord::PartitionChanged { unclean: true, .. }]
+    ));
+}
