@@ -18,6 +18,7 @@ from clients import (
     produce_ok,
     unique_topic,
 )
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 from groups import commit, committed
 from harness import free_loopback_ports, wait_until
@@ -151,3 +152,52 @@ def test_elect_leaders_moves_leadership_back_to_preferred_replicas(start_broker,
     # Asked again: nothing to do, said with ELECTION_NOT_NEEDED (84).
     again = admin.elect_leaders(ElectionType.PREFERRED, [tp]).result(30)
     assert [e.code() for e in again.values()] == [84], again
+
+
+def test_delete_records_moves_the_log_start_on_every_replica(start_broker, tmp_path):
+    """DeleteRecords (kafka-delete-records, AdminClient.delete_records): the leader's log
+    start moves, the followers follow it, and a new leader after a kill -9 keeps it."""
+    from confluent_kafka import TopicPartition
+
+    from admin_api import admin_stub, pb
+
+    ports = free_loopback_ports(3)
+    voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(ports))
+    b = [
+        start_broker(f"--node-id={i}", f"--voters={voters}", wait_ready=False, name=f"b{i}", settings={"admin-listen": f"127.0.0.1:{ports[i]}"})
+        for i in range(3)
+    ]
+    for x in b:
+        x.wait_ready(90)
+    topic = unique_topic("trim")
+    admin = admin_client(b[0].bootstrap)  # must outlive its futures
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)])[topic].result(30)
+    acked = produce_ok(b[0].bootstrap, topic, keyed_records(100)).acked
+
+    tp = TopicPartition(topic, 0, 40)
+    assert admin.delete_records([tp])[tp].result(30).low_watermark == 40
+    # Every replica's log starts at 40 (the followers follow the leader's log start).
+    def starts():
+        return [
+            admin_stub(f"127.0.0.1:{p}").DescribePartitions(pb.DescribePartitionsRequest(topics=[topic], broker=-1)).partitions[0].log_start_offset
+            for p in ports
+        ]
+
+    wait_until(lambda: starts() == [40, 40, 40], 30, "every replica's log start at 40")
+    got = flatten(consume_all(b[1].bootstrap, topic))
+    assert sorted(r.offset for r in got) == sorted(r.offset for r in acked if r.offset >= 40)
+    # Past the high watermark: OFFSET_OUT_OF_RANGE.
+    beyond = TopicPartition(topic, 0, 1000)
+    try:
+        admin.delete_records([beyond])[beyond].result(30)
+        raise AssertionError("deleting past the high watermark must fail")
+    except KafkaException as e:
+        assert e.args[0].code() == 1, e
+
+    # The leader dies: the new one keeps the log start.
+    leader = admin.list_topics(topic, timeout=30).topics[topic].partitions[0].leader
+    b[leader].kill()
+    survivor = b[(leader + 1) % 3]
+    wait_until(lambda: leaders(survivor.bootstrap, topic).get(0, -1) not in (-1, leader), 60, "a new leader")
+    got = flatten(consume_all(survivor.bootstrap, topic))
+    assert sorted(r.offset for r in got) == sorted(r.offset for r in acked if r.offset >= 40)

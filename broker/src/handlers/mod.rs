@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_ids;
+pub mod records;
 pub mod topics;
 
 use std::net::SocketAddr;
@@ -88,6 +89,9 @@ pub async fn handle(
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(broker, r, v))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(records::delete_records(broker, r).await)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(cluster::elect_leaders(broker, r, v).await)

@@ -208,6 +208,7 @@ pub fn entries_named(request: &RequestKind) -> usize {
         RequestKind::JoinGroup(r) => r.protocols.len(),
         RequestKind::SyncGroup(r) => r.assignments.len(),
         RequestKind::LeaveGroup(r) => r.members.len(),
+        RequestKind::DeleteRecords(r) => sum(&r.topics, |t| t.partitions.len()),
         RequestKind::ElectLeaders(r) => r
             .topic_partitions
             .as_ref()

@@ -40,6 +40,7 @@ pub const SUPPORTED: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DeleteGroups, "delete_groups", 0, 2),
     (ApiKey::OffsetDelete, "offset_delete", 0, 0),
     (ApiKey::InitProducerId, "init_producer_id", 0, 5),
+    (ApiKey::DeleteRecords, "delete_records", 0, 2),
     (ApiKey::DescribeCluster, "describe_cluster", 0, 2),
     (ApiKey::ElectLeaders, "elect_leaders", 0, 2),
 ];

@@ -374,6 +374,21 @@ async fn every_api_at_every_version_answers_decodably() {
             );
         }
     }
+    for v in versions(ApiKey::DeleteRecords) {
+        let req = DeleteRecordsRequest::default().with_topics(vec![
+            kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(-1),
+                ]),
+        ]);
+        let r: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, v, &req).await;
+        let result = &r.topics[0].partitions[0];
+        assert_eq!(result.error_code, 0, "DeleteRecords v{v}");
+        assert!(result.low_watermark >= 0, "DeleteRecords v{v}: {result:?}");
+    }
     for v in versions(ApiKey::ElectLeaders) {
         let req = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
             kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
