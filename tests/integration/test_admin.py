@@ -29,6 +29,8 @@ from clients import (
 )
 from harness import wait_until
 
+INVALID_CONFIG = 40
+
 
 def describe_topic_configs(bootstrap: str, topic: str) -> dict[str, str | None]:
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
@@ -102,6 +104,28 @@ def test_incremental_alter_configs_changes_retention(broker):
     create_topic(broker.bootstrap, topic)
     set_topic_config(broker.bootstrap, topic, "retention.ms", "123456")
     assert describe_topic_configs(broker.bootstrap, topic)["retention.ms"] == "123456"
+
+
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
+def test_alter_configs_replaces_every_override(broker):
+    """The older AlterConfigs API (confluent-kafka's alter_configs): the configs given become the
+    topic's overrides; those left out go back to their defaults."""
+    topic = unique_topic("replace")
+    create_topic(broker.bootstrap, topic, config={"retention.ms": "86400000", "segment.bytes": "1048576"})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "123456"})
+    admin_result(broker.bootstrap, lambda admin: admin.alter_configs([resource]), resource)
+    configs = describe_topic_configs(broker.bootstrap, topic)
+    assert configs["retention.ms"] == "123456"
+    assert configs["segment.bytes"] == describe_topic_configs(broker.bootstrap, unique_default_topic(broker))["segment.bytes"]
+    bad = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"no.such.config": "1"})
+    assert admin_error_code(broker.bootstrap, lambda admin: admin.alter_configs([bad]), bad) == INVALID_CONFIG
+
+
+def unique_default_topic(broker) -> str:
+    """A new topic with no overrides: its configs are the defaults."""
+    topic = unique_topic("defaults")
+    create_topic(broker.bootstrap, topic)
+    return topic
 
 
 @pytest.mark.parametrize("name", ["bad topic!", "..", "x" * 300], ids=["space-and-bang", "dotdot", "300-chars"])

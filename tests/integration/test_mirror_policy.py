@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
@@ -86,6 +88,7 @@ def set_min_isr(bootstrap: str, topic: str, value: str) -> None:
     admin_result(bootstrap, lambda a: a.incremental_alter_configs([res]), res)
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
 def test_reject_refuses_clients_topics_and_adjust_creates_them_with_the_policy(start_broker):
     (b0, b1, b2), admin = start_cluster(start_broker)
     prefix = unique_topic("orders") + "."
@@ -105,8 +108,12 @@ def test_reject_refuses_clients_topics_and_adjust_creates_them_with_the_policy(s
     result = produce(b0.bootstrap, prefix + "y", [(b"k", b"v")], config={"message.timeout.ms": 10_000})
     assert result.errors and not result.acked, "auto-create must be refused"
     assert replicas(b0.bootstrap, prefix + "y") is None
-    # Lowering min.insync.replicas below the policy's is refused.
+    # Lowering min.insync.replicas below the policy's is refused, also by the older AlterConfigs
+    # (which resets every override it does not name: here min.insync.replicas to the default 1).
     code, message = kafka_error(lambda: set_min_isr(b0.bootstrap, prefix + "ok", "1"))
+    assert code == POLICY_VIOLATION and "default/orders" in message, message
+    whole = ConfigResource(ConfigResource.Type.TOPIC, prefix + "ok", set_config={"retention.ms": "3600000"})
+    code, message = kafka_error(lambda: admin_result(b0.bootstrap, lambda a: a.alter_configs([whole]), whole))
     assert code == POLICY_VIOLATION and "default/orders" in message, message
 
     # Adjust: the same requests create the topics with the policy's settings.

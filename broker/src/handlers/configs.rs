@@ -1,10 +1,15 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics (and a read-only
-//! view of the broker's defaults).
+//! DescribeConfigs, IncrementalAlterConfigs and the older AlterConfigs
+//! (which replaces a topic's whole set of overrides) for topics, and a
+//! read-only view of the broker's defaults.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_configs_request::AlterConfigsRequest;
+use kafka_protocol::messages::alter_configs_response::{
+    AlterConfigsResourceResponse as ReplacedConfigsResponse, AlterConfigsResponse,
+};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
@@ -130,6 +135,67 @@ pub async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// AlterConfigs: each topic's overrides become exactly the configs given
+/// (the ones left out go back to their defaults), validated as
+/// IncrementalAlterConfigs validates them, mirror policies included.
+pub async fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for r in request.resources {
+        let reply = ReplacedConfigsResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        let result = match r.resource_type {
+            TOPIC => {
+                replace_topic(
+                    broker,
+                    r.resource_name.as_str(),
+                    &r.configs,
+                    request.validate_only,
+                )
+                .await
+            }
+            BROKER => Err((
+                ResponseError::InvalidConfig.code(),
+                "broker settings are command-line flags and cannot be changed at run time"
+                    .to_string(),
+            )),
+            other => Err((
+                ResponseError::InvalidRequest.code(),
+                format!("resource type {other} is not supported"),
+            )),
+        };
+        responses.push(match result {
+            Ok(()) => reply,
+            Err((code, message)) => reply
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(message))),
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+async fn replace_topic(
+    broker: &Broker,
+    name: &str,
+    entries: &[kafka_protocol::messages::alter_configs_request::AlterableConfig],
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let mut configs = BTreeMap::new();
+    for c in entries {
+        let Some(value) = &c.value else {
+            return Err((
+                ResponseError::InvalidConfig.code(),
+                format!("no value given for '{}'", c.name.as_str()),
+            ));
+        };
+        configs.insert(c.name.as_str().to_string(), value.as_str().to_string());
+    }
+    broker
+        .replace_topic_configs(name, configs, validate_only)
+        .await
+        .map_err(|e| (topic_error_code(&e), e.to_string()))
 }
 
 async fn alter_topic(

@@ -190,6 +190,7 @@ pub fn entries_named(request: &RequestKind) -> usize {
             sum(&r.topics, |t| t.assignments.as_ref().map_or(0, Vec::len))
         }
         RequestKind::IncrementalAlterConfigs(r) => sum(&r.resources, |c| c.configs.len()),
+        RequestKind::AlterConfigs(r) => sum(&r.resources, |c| c.configs.len()),
         RequestKind::OffsetCommit(r) => sum(&r.topics, |t| t.partitions.len()),
         RequestKind::OffsetFetch(r) => {
             r.topics

@@ -21,6 +21,7 @@ pub const SUPPORTED: &[(ApiKey, &str, i16, i16)] = &[
     (ApiKey::DeleteTopics, "delete_topics", 1, 6),
     (ApiKey::DescribeConfigs, "describe_configs", 1, 4),
     (ApiKey::CreatePartitions, "create_partitions", 0, 3),
+    (ApiKey::AlterConfigs, "alter_configs", 0, 2),
     (
         ApiKey::IncrementalAlterConfigs,
         "incremental_alter_configs",

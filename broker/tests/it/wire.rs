@@ -323,6 +323,21 @@ async fn every_api_at_every_version_answers_decodably() {
             c.call(ApiKey::IncrementalAlterConfigs, v, &req).await;
         assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}");
     }
+    for v in versions(ApiKey::AlterConfigs) {
+        use kafka_protocol::messages::alter_configs_request as legacy;
+        let req = AlterConfigsRequest::default().with_resources(vec![
+            legacy::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_configs(vec![
+                    legacy::AlterableConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s("86400000"))),
+                ]),
+        ]);
+        let r: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, v, &req).await;
+        assert_eq!(r.responses[0].error_code, 0, "AlterConfigs v{v}");
+    }
     let mut count = 2;
     for v in versions(ApiKey::CreatePartitions) {
         count += 1;
