@@ -125,6 +125,24 @@ impl Context {
 }
 
 /// BACKOFF_BASE · 2^(failures−1), at most BACKOFF_MAX.
+/// The merge patch that replaces a resource's status with `new`: fields the
+/// old status had and the new one lacks are sent as null (an absent key
+/// would keep its stale value).
+pub fn status_merge_patch<S: serde::Serialize>(
+    old: Option<&S>,
+    new: &S,
+) -> kube::api::Patch<serde_json::Value> {
+    let mut body = serde_json::to_value(new).unwrap_or_default();
+    let old = old.and_then(|s| serde_json::to_value(s).ok());
+    if let (Some(serde_json::Value::Object(old)), serde_json::Value::Object(new)) = (old, &mut body)
+    {
+        for k in old.keys() {
+            new.entry(k.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    kube::api::Patch::Merge(serde_json::json!({ "status": body }))
+}
+
 pub fn backoff_after(failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
     (BACKOFF_BASE * factor).min(BACKOFF_MAX)
@@ -133,6 +151,16 @@ pub fn backoff_after(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_patch_nulls_what_the_new_status_lacks() {
+        let old = serde_json::json!({"a": 1, "b": 2});
+        let new = serde_json::json!({"a": 3});
+        let kube::api::Patch::Merge(patch) = status_merge_patch(Some(&old), &new) else {
+            panic!("a merge patch");
+        };
+        assert_eq!(patch, serde_json::json!({"status": {"a": 3, "b": null}}));
+    }
 
     #[test]
     fn an_evaluation_waits_out_its_interval_unless_the_fingerprint_changed() {

@@ -115,24 +115,12 @@ pub async fn incremental_alter(
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let name = r.resource_name.as_str().to_string();
-        let result = match r.resource_type {
-            TOPIC => alter_topic(broker, &name, &r.configs, request.validate_only).await,
-            BROKER => Err((
-                ResponseError::InvalidConfig.code(),
-                "broker settings are command-line flags and cannot be changed at run time"
-                    .to_string(),
-            )),
-            other => Err((
-                ResponseError::InvalidRequest.code(),
-                format!("resource type {other} is not supported"),
-            )),
+        let result = match only_topics(r.resource_type) {
+            Ok(()) => alter_topic(broker, &name, &r.configs, request.validate_only).await,
+            Err(e) => Err(e),
         };
-        responses.push(match result {
-            Ok(()) => reply,
-            Err((code, message)) => reply
-                .with_error_code(code)
-                .with_error_message(Some(str_bytes(message))),
-        });
+        let (code, message) = error_fields(result);
+        responses.push(reply.with_error_code(code).with_error_message(message));
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
@@ -146,8 +134,8 @@ pub async fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterC
         let reply = ReplacedConfigsResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        let result = match r.resource_type {
-            TOPIC => {
+        let result = match only_topics(r.resource_type) {
+            Ok(()) => {
                 replace_topic(
                     broker,
                     r.resource_name.as_str(),
@@ -156,24 +144,38 @@ pub async fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterC
                 )
                 .await
             }
-            BROKER => Err((
-                ResponseError::InvalidConfig.code(),
-                "broker settings are command-line flags and cannot be changed at run time"
-                    .to_string(),
-            )),
-            other => Err((
-                ResponseError::InvalidRequest.code(),
-                format!("resource type {other} is not supported"),
-            )),
+            Err(e) => Err(e),
         };
-        responses.push(match result {
-            Ok(()) => reply,
-            Err((code, message)) => reply
-                .with_error_code(code)
-                .with_error_message(Some(str_bytes(message))),
-        });
+        let (code, message) = error_fields(result);
+        responses.push(reply.with_error_code(code).with_error_message(message));
     }
     AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Only topics can be altered: broker settings are flags, other resource
+/// types are not served.
+fn only_topics(resource_type: i8) -> Result<(), (i16, String)> {
+    match resource_type {
+        TOPIC => Ok(()),
+        BROKER => Err((
+            ResponseError::InvalidConfig.code(),
+            "broker settings are command-line flags and cannot be changed at run time".to_string(),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest.code(),
+            format!("resource type {other} is not supported"),
+        )),
+    }
+}
+
+/// A result as a response's error code and message (0 and none on success).
+fn error_fields(
+    result: Result<(), (i16, String)>,
+) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err((code, message)) => (code, Some(str_bytes(message))),
+    }
 }
 
 async fn replace_topic(

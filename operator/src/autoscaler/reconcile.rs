@@ -32,7 +32,7 @@ use super::decide::{
 use crate::admin::{admin_addresses, connect_admin, list_broker_pods, pod_is_ready};
 use crate::cluster::reconcile::format_chain;
 use crate::cluster::validate::validate_cluster;
-use crate::context::Context;
+use crate::context::{Context, status_merge_patch};
 use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason, set_condition};
 use crate::crd::consumer_autoscaler::{
     ConsumerAutoscaler, ConsumerAutoscalerStatus, DEFAULT_SCALE_DOWN_WINDOW,
@@ -669,22 +669,11 @@ async fn patch_status(
     }
     let namespace = autoscaler.namespace().unwrap_or_default();
     let name = autoscaler.name_any();
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    let old = autoscaler
-        .status
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s).ok());
-    if let (Some(serde_json::Value::Object(old)), serde_json::Value::Object(new)) = (old, &mut body)
-    {
-        for k in old.keys() {
-            new.entry(k.clone()).or_insert(serde_json::Value::Null);
-        }
-    }
     Api::<ConsumerAutoscaler>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": body })),
+            &status_merge_patch(autoscaler.status.as_ref(), &status),
         )
         .await
         .map(|_| ())

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -21,7 +21,7 @@ use tonic::Code;
 use super::plan::{PROGRESS_POLL, build_policy, build_status, describe_policy, plan_requeue};
 use crate::cluster::reconcile::format_chain;
 use crate::cluster_ref::{ClusterRefError, connect_cluster, connect_for_cleanup, lookup_cluster};
-use crate::context::{Context, SLOW_REQUEUE};
+use crate::context::{Context, SLOW_REQUEUE, status_merge_patch};
 use crate::crd::conditions::{
     ConditionType, ConditionUpdate, Reason, condition_status, set_condition,
 };
@@ -322,18 +322,11 @@ async fn patch_status_if_changed(
         .namespace()
         .ok_or(MirrorPolicyStepError::MissingNamespace)?;
     let name = policy.name_any();
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    // Merge patch: an absent key would keep a stale value; null removes it.
-    if let Some(map) = body.as_object_mut() {
-        for key in ["observedGeneration", "requiredReplicas"] {
-            map.entry(key).or_insert(serde_json::Value::Null);
-        }
-    }
     Api::<MirrorPolicy>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": body })),
+            &status_merge_patch(policy.status.as_ref(), &status),
         )
         .await
         .map(|_| ())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -23,7 +23,7 @@ use super::plan::{
 use crate::admin::is_policy_violation;
 use crate::cluster::reconcile::format_chain;
 use crate::cluster_ref::{ClusterRefError, connect_cluster, connect_for_cleanup, lookup_cluster};
-use crate::context::{Context, SLOW_REQUEUE};
+use crate::context::{Context, SLOW_REQUEUE, status_merge_patch};
 use crate::crd::conditions::{ConditionType, ConditionUpdate, Reason, set_condition};
 use crate::crd::{DeletionPolicy, Topic, TopicStatus};
 
@@ -416,16 +416,11 @@ async fn patch_status_if_changed(
     }
     let namespace = topic.namespace().ok_or(TopicStepError::MissingNamespace)?;
     let name = topic.name_any();
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    // Merge patch: an absent key would keep a stale value; null removes it.
-    if let Some(map) = body.as_object_mut() {
-        map.entry("mirrorPolicy").or_insert(serde_json::Value::Null);
-    }
     Api::<Topic>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": body })),
+            &status_merge_patch(topic.status.as_ref(), &status),
         )
         .await
         .map(|_| ())
