@@ -515,7 +515,7 @@ impl Broker {
             .collect()
     }
 
-    /// The topic that governs `name` for `origin`, if any, in `image`.
+    /// The mirror policy that governs topic `name` of `origin` in `image`, if any.
     pub fn governing_policy<'a>(
         image: &'a MetadataImage,
         name: &str,
